@@ -1,0 +1,79 @@
+"""composable_ebm: energy-based models as composable objects, sampled with NumPyro.
+
+Sign convention everywhere: p(x) ∝ exp(−E(x)); an energy is NumPyro's ``potential_fn``.
+
+Example:
+    >>> import jax, jax.numpy as jnp, composable_ebm as ebm
+    >>> prior = ebm.Gaussian("x", jnp.zeros(2), cov=jnp.eye(2))
+    >>> ring = ebm.energy(lambda x: 5.0 * (jnp.linalg.norm(x) - 1.0) ** 2, x=(2,))
+    >>> E = prior + ring.named("ring")
+    >>> float(E(jnp.array([1.0, 0.0])))
+    0.5
+"""
+
+from typing import Any
+
+from ._param import Param
+from ._space import Var
+from .energies import (
+    Confinement,
+    Energy,
+    FromDistribution,
+    Gaussian,
+    NeuralEnergy,
+    energy,
+    freeze,
+    logsumexp,
+    terms,
+    trainable_mask,
+)
+from .infer import (
+    EnergyDistribution,
+    Samples,
+    constrain,
+    factor,
+    init_params,
+    model,
+    postprocess_fn,
+    potential_fn,
+    sample,
+    to_inference_data,
+    unconstrain,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Confinement",
+    "Energy",
+    "EnergyDistribution",
+    "FromDistribution",
+    "Gaussian",
+    "NeuralEnergy",
+    "Param",
+    "Samples",
+    "Var",
+    "constrain",
+    "energy",
+    "factor",
+    "freeze",
+    "init_params",
+    "logsumexp",
+    "model",
+    "plot",
+    "postprocess_fn",
+    "potential_fn",
+    "sample",
+    "terms",
+    "to_inference_data",
+    "trainable_mask",
+    "unconstrain",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "plot":  # matplotlib is imported only when plotting
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,193 @@
+"""Closed-form energies: Gaussian, Confinement, and energies from plain functions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._param import as_float, leaf, value
+from .._space import Var, as_var
+from ._base import Energy, Values
+
+__all__ = ["Gaussian", "Confinement", "FunctionEnergy", "energy"]
+
+
+def _check_name(var: Any) -> str:
+    if not isinstance(var, str) or not var.isidentifier():
+        raise TypeError(f"a variable name must be a valid identifier string, got {var!r}")
+    return var
+
+
+def _concrete(x: jax.Array) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+class Gaussian(Energy):
+    """½(x−m)ᵀP(x−m) over one variable, with no normalising constant.
+
+    The precision is stored through its Cholesky factor with a log-diagonal, so training
+    keeps it positive definite. ``cov`` and ``precision`` may be a scalar (isotropic), a
+    vector (diagonal) or a matrix; give exactly one. The variable's shape is the mean's
+    shape (a scalar mean broadcasts to the size of a matrix ``cov``).
+
+    Example:
+        >>> import jax.numpy as jnp, composable_ebm as ebm
+        >>> E = ebm.Gaussian("x", jnp.zeros(2), cov=jnp.array([[2.0, 0.0], [0.0, 0.5]]))
+        >>> float(E(jnp.array([2.0, 1.0])))
+        2.0
+    """
+
+    var: str = eqx.field(static=True)
+    mean: jax.Array
+    tril: jax.Array  # Cholesky factor of the precision, log-diagonal
+
+    def __init__(self, var: str, mean: Any, cov: Any = None, precision: Any = None):
+        self.var = _check_name(var)
+        if (cov is None) == (precision is None):
+            raise ValueError("Gaussian needs exactly one of cov= or precision=")
+        m = as_float(mean)
+        given = as_float(cov if precision is None else precision)
+        d = m.size
+        if given.ndim == 2:
+            d_cov = given.shape[0]
+            if given.shape != (d_cov, d_cov):
+                raise ValueError(f"Gaussian {var!r}: covariance must be square, got {given.shape}")
+            if m.ndim == 0 and d_cov != 1:
+                m, d = jnp.broadcast_to(m, (d_cov,)), d_cov
+            if d_cov != d:
+                raise ValueError(
+                    f"Gaussian {var!r}: mean has {d} entries (shape {m.shape}) but the "
+                    f"{'cov' if precision is None else 'precision'} is {given.shape}"
+                )
+            mat = given
+        elif given.ndim <= 1:
+            if given.ndim == 1 and given.size != d:
+                raise ValueError(
+                    f"Gaussian {var!r}: mean has {d} entries but the diagonal has {given.size}"
+                )
+            mat = jnp.diag(jnp.broadcast_to(given.ravel() if given.ndim else given, (d,)))
+        else:
+            raise ValueError(f"Gaussian {var!r}: cov/precision must have at most 2 axes")
+        prec = jnp.linalg.inv(mat) if precision is None else mat
+        chol = jnp.linalg.cholesky(0.5 * (prec + prec.T))
+        if _concrete(chol) and not bool(jnp.all(jnp.isfinite(chol))):
+            raise ValueError(f"Gaussian {var!r}: the covariance/precision is not positive definite")
+        self.mean = m
+        self.tril = jnp.tril(chol, -1) + jnp.diag(jnp.log(jnp.diag(chol)))
+
+    @property
+    def space(self) -> dict[str, Var]:
+        return {self.var: Var(tuple(self.mean.shape))}
+
+    @property
+    def cholesky(self) -> jax.Array:
+        """Lower Cholesky factor L of the precision, P = L Lᵀ."""
+        return jnp.tril(self.tril, -1) + jnp.diag(jnp.exp(jnp.diag(self.tril)))
+
+    @property
+    def precision(self) -> jax.Array:
+        """The precision matrix P."""
+        chol = self.cholesky
+        return chol @ chol.T
+
+    @property
+    def cov(self) -> jax.Array:
+        """The covariance matrix P⁻¹."""
+        return jnp.linalg.inv(self.precision)
+
+    @property
+    def log_partition(self) -> jax.Array:
+        """log ∫ exp(−E) = (d/2) log 2π + ½ log det Σ."""
+        d = self.mean.size
+        return 0.5 * d * math.log(2 * math.pi) - jnp.sum(jnp.diag(self.tril))
+
+    def _energy(self, values: Values) -> jax.Array:
+        r = jnp.ravel(values[self.var] - self.mean)
+        y = r @ self.cholesky  # = Lᵀ r
+        return 0.5 * jnp.sum(y * y)
+
+
+class Confinement(Energy):
+    """scale·sqrt(‖x‖² + eps²): a soft wall that keeps samplers from running away.
+
+    ``shape`` may be left out when another term of the composition fixes the variable's
+    shape.
+
+    Example:
+        >>> import jax.numpy as jnp, composable_ebm as ebm
+        >>> float(ebm.Confinement("x", scale=2.0, eps=0.0, shape=(2,))(jnp.array([3.0, 4.0])))
+        10.0
+    """
+
+    var: str = eqx.field(static=True)
+    shape: tuple[int, ...] | None = eqx.field(static=True)
+    scale: jax.Array
+    eps: jax.Array
+
+    def __init__(self, var: str, scale: Any = 1.0, eps: Any = 1e-3, shape: Any = None):
+        self.var = _check_name(var)
+        self.shape = as_var(shape, var).shape
+        self.scale, self.eps = leaf(scale), leaf(eps)
+        for what, x in (("scale", self.scale), ("eps", self.eps)):
+            if jnp.ndim(value(x)) != 0:
+                raise ValueError(f"Confinement {var!r}: {what} must be a scalar")
+
+    @property
+    def space(self) -> dict[str, Var]:
+        return {self.var: Var(self.shape)}
+
+    def _energy(self, values: Values) -> jax.Array:
+        x = values[self.var]
+        eps = value(self.eps)
+        return value(self.scale) * jnp.sqrt(jnp.sum(x * x) + eps * eps)
+
+
+class FunctionEnergy(Energy):
+    """An energy from a function of keyword arrays. Build it with :func:`energy`."""
+
+    fn: Callable[..., jax.Array] = eqx.field(static=True)
+    variables: tuple[tuple[str, Var], ...] = eqx.field(static=True)
+
+    @property
+    def space(self) -> dict[str, Var]:
+        return dict(self.variables)
+
+    def _energy(self, values: Values) -> jax.Array:
+        return jnp.asarray(self.fn(**values))
+
+    @property
+    def label(self) -> str:
+        return getattr(self.fn, "__name__", "fn")
+
+
+def energy(fn: Callable[..., Any] | None = None, /, **space: Any) -> Any:
+    """An energy from a function of keyword arrays; also usable as a decorator.
+
+    Args:
+        fn: function taking the variables as keyword arguments and returning a scalar.
+        **space: for each variable a shape (tuple or int; ``()`` for a scalar) or an
+            ``ebm.Var(shape, support)``.
+
+    Example:
+        >>> import jax.numpy as jnp, composable_ebm as ebm
+        >>> @ebm.energy(x=(2,))
+        ... def ring(x):
+        ...     return (jnp.linalg.norm(x) - 1.0) ** 2
+        >>> float(ring(jnp.array([0.0, 3.0])))
+        4.0
+    """
+    if not space:
+        raise TypeError("energy() needs the space of its function, e.g. energy(fn, x=(2,))")
+    variables = tuple((_check_name(k), as_var(v, k)) for k, v in space.items())
+    if fn is None:
+        return lambda f: FunctionEnergy(f, variables)
+    if not callable(fn):
+        raise TypeError(f"energy() expects a function, got {type(fn).__name__}")
+    return FunctionEnergy(fn, variables)
+
+

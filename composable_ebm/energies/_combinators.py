@@ -1,0 +1,162 @@
+"""The algebra's combinators: sums (product of experts), scaling, and logsumexp."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._param import Param, leaf, value
+from .._space import Var, merge_spaces
+from ._base import Energy, Values
+
+__all__ = ["Sum", "Scaled", "LogSumExp", "logsumexp", "describe"]
+
+
+def describe(e: Energy) -> str:
+    """Short name of an energy for messages: its label, or its class."""
+    label = getattr(e, "label", None)
+    return f"{type(e).__name__}({label!r})" if label else type(e).__name__
+
+
+def _restrict(values: Values, space: dict[str, Var]) -> dict:
+    return {k: values[k] for k in space}
+
+
+class Sum(Energy):
+    """E₁ + E₂ + …: the product of experts. Nested sums flatten.
+
+    Example:
+        >>> import composable_ebm as ebm
+        >>> E = ebm.Gaussian("x", 0.0, cov=1.0) + ebm.Confinement("x")
+        >>> len(E.terms)
+        2
+    """
+
+    terms: tuple[Energy, ...]
+
+    def __init__(self, terms: tuple[Energy, ...]):
+        flat: list[Energy] = []
+        for t in terms:
+            if not isinstance(t, Energy):
+                raise TypeError(f"Sum terms must be energies, got {type(t).__name__}")
+            flat.extend(t.terms if isinstance(t, Sum) else (t,))
+        self.terms = tuple(flat)
+        self._merged()  # check the spaces now, naming both sides on a clash
+
+    def _merged(self) -> dict[str, Var]:
+        labels = tuple(f"term {i} ({describe(t)})" for i, t in enumerate(self.terms))
+        return merge_spaces(*(t.space for t in self.terms), labels=labels)
+
+    @property
+    def space(self) -> dict[str, Var]:
+        return self._merged()
+
+    def _energy(self, values: Values) -> jax.Array:
+        total = self.terms[0]._energy(_restrict(values, self.terms[0].space))
+        for t in self.terms[1:]:
+            total = total + t._energy(_restrict(values, t.space))
+        return total
+
+
+class Scaled(Energy):
+    """c·E (a weight), or E / T (a temperature) when ``divide`` is set.
+
+    The number is stored as a float array leaf (wrap it in ``ebm.Param`` to train it).
+
+    Example:
+        >>> import composable_ebm as ebm
+        >>> float((ebm.Gaussian("x", 0.0, cov=1.0) / 2.0)(2.0))
+        1.0
+    """
+
+    energy: Energy
+    weight: Any
+    divide: bool = eqx.field(static=True)
+
+    def __init__(self, energy: Energy, weight: Any, divide: bool = False):
+        w = leaf(weight)
+        if jnp.ndim(value(w)) != 0:
+            raise ValueError(f"a weight or temperature must be a scalar, got shape {jnp.shape(value(w))}")
+        self.energy, self.weight, self.divide = energy, w, divide
+
+    @property
+    def space(self) -> dict[str, Var]:
+        return self.energy.space
+
+    @property
+    def factor(self) -> jax.Array:
+        """The multiplier applied to the inner energy."""
+        w = value(self.weight)
+        return 1.0 / w if self.divide else w
+
+    def _energy(self, values: Values) -> jax.Array:
+        e = self.energy._energy(values)
+        w = value(self.weight)
+        return e / w if self.divide else e * w
+
+
+class LogSumExp(Energy):
+    """Disjunction: −log Σᵢ wᵢ exp(−Eᵢ). Build it with :func:`logsumexp` or ``E1 | E2``."""
+
+    terms: tuple[Energy, ...]
+    weights: Any
+
+    def __init__(self, terms: tuple[Energy, ...], weights: Any):
+        self.terms = tuple(terms)
+        self.weights = weights
+        self._merged()
+
+    def _merged(self) -> dict[str, Var]:
+        labels = tuple(f"alternative {i} ({describe(t)})" for i, t in enumerate(self.terms))
+        return merge_spaces(*(t.space for t in self.terms), labels=labels)
+
+    @property
+    def space(self) -> dict[str, Var]:
+        return self._merged()
+
+    def _energy(self, values: Values) -> jax.Array:
+        es = jnp.stack([t._energy(_restrict(values, t.space)) for t in self.terms])
+        return -jax.nn.logsumexp(-es, b=value(self.weights))
+
+
+def logsumexp(*energies: Energy, weights: Any = None) -> Energy:
+    """Disjunction of energies: −log Σᵢ wᵢ exp(−Eᵢ).
+
+    Args:
+        *energies: at least two energies; their spaces merge as for sums.
+        weights: positive weights wᵢ (default all ones); wrap in ``ebm.Param`` to train.
+
+    Example:
+        >>> import composable_ebm as ebm
+        >>> a, b = ebm.Gaussian("x", -2.0, cov=1.0), ebm.Gaussian("x", 2.0, cov=1.0)
+        >>> E = ebm.logsumexp(a, b, weights=[0.3, 0.7])
+        >>> round(float(E(0.0)), 4)
+        2.0
+    """
+    if len(energies) < 1 or not all(isinstance(e, Energy) for e in energies):
+        raise TypeError("logsumexp needs one or more energies")
+    n = len(energies)
+    if weights is None:
+        w = leaf(jnp.ones(n))
+    else:
+        w = leaf(weights)
+        if jnp.shape(value(w)) != (n,):
+            raise ValueError(
+                f"logsumexp got {n} energies but weights of shape {jnp.shape(value(w))}"
+            )
+    # flatten unweighted-by-Param nested disjunctions: (A | B) | C == A | B | C
+    terms, ws = [], []
+    flatten = not isinstance(w, Param)
+    for e, wi in zip(energies, value(w)):
+        if flatten and isinstance(e, LogSumExp) and not isinstance(e.weights, Param):
+            terms.extend(e.terms)
+            ws.append(wi * e.weights)
+        else:
+            terms.append(e)
+            ws.append(wi[None])
+    if len(terms) != n:
+        return LogSumExp(tuple(terms), jnp.concatenate(ws))
+    return LogSumExp(tuple(terms), w)

@@ -1,0 +1,130 @@
+"""Walking an energy's structure: its top-level terms, and which leaves are trainable."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .._param import Param
+from ._base import Energy
+from ._closed_form import Gaussian
+from ._combinators import Scaled, Sum, describe
+from ._distribution import FromDistribution
+from ._neural import NeuralEnergy
+from ._wrappers import Conditioned, Frozen, Named, Renamed
+
+__all__ = ["terms", "trainable_mask"]
+
+# Fields trained by default, per class; anything else trains only inside ``ebm.Param``.
+_TRAINABLE: dict[type, frozenset[str]] = {
+    Gaussian: frozenset({"mean", "tril"}),
+    NeuralEnergy: frozenset({"layers"}),
+    FromDistribution: frozenset({"params"}),  # only when built with trainable=True
+}
+
+
+def terms(energy: Energy) -> list[tuple[str, Energy]]:
+    """The top-level terms of an energy as (label, energy) pairs whose sum is the energy.
+
+    Wrappers (conditioning, scaling, renaming, freezing) are pushed onto each term of an
+    inner sum, so per-term energies can be evaluated on the same values as the whole.
+
+    Example:
+        >>> import composable_ebm as ebm
+        >>> E = ebm.Gaussian("x", 0.0, cov=1.0).named("prior") + ebm.Confinement("x")
+        >>> [label for label, _ in ebm.terms(E)]
+        ['prior', 'Confinement']
+    """
+    if isinstance(energy, Sum):
+        out, seen = [], {}
+        for t in energy.terms:
+            for label, e in terms(t):
+                n = seen.get(label, 0)
+                seen[label] = n + 1
+                out.append((label if n == 0 else f"{label}[{n}]", e))
+        return out
+    if isinstance(energy, Named):
+        return [(energy.label, energy.energy)]
+    inner = getattr(energy, "energy", None)
+    if isinstance(energy, (Conditioned, Scaled, Renamed, Frozen)) and _has_sum(inner):
+        out = []
+        for label, t in terms(inner):
+            if isinstance(energy, Conditioned):
+                vals = {k: v for k, v in energy.values.items() if k in t.space}
+                t = Conditioned(t, vals) if vals else t
+            elif isinstance(energy, Scaled):
+                t = Scaled(t, energy.weight, energy.divide)
+            elif isinstance(energy, Renamed):
+                m = {o: n for o, n in energy.mapping if o in t.space}
+                t = Renamed(t, m) if m else t
+            else:
+                t = Frozen(t)
+            out.append((label, t))
+        return out
+    return [(_label(energy), energy)]
+
+
+def _has_sum(e: Any) -> bool:
+    while isinstance(e, (Conditioned, Scaled, Renamed, Frozen)):
+        e = e.energy
+    return isinstance(e, Sum)
+
+
+def _label(e: Energy) -> str:
+    while isinstance(e, (Conditioned, Scaled, Renamed, Frozen)):
+        e = e.energy
+    if isinstance(e, Named):
+        return e.label
+    return describe(e)
+
+
+def _mask_node(node: Any, default: bool, frozen: bool) -> list[bool]:
+    """Booleans for the array leaves of ``node`` in ``jax.tree`` flatten order."""
+    if isinstance(node, Param):
+        return [not frozen]
+    if isinstance(node, Energy):
+        frozen = frozen or isinstance(node, Frozen)
+        names = _TRAINABLE.get(type(node), frozenset())
+        if isinstance(node, FromDistribution):
+            names = names if node.unconstrained else frozenset()
+        out: list[bool] = []
+        for f in dataclasses.fields(node):
+            if f.metadata.get("static", False):
+                continue
+            out += _mask_node(getattr(node, f.name), f.name in names and not frozen, frozen)
+        return out
+    children = jax.tree_util.tree_leaves(
+        node, is_leaf=lambda x: x is not node and isinstance(x, (Energy, Param))
+    )
+    if len(children) == 1 and children[0] is node:
+        return [default and _is_float_array(node)]
+    out = []
+    for c in children:
+        out += _mask_node(c, default, frozen)
+    return out
+
+
+def _is_float_array(x: Any) -> bool:
+    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.inexact)
+
+
+def trainable_mask(energy: Energy) -> Any:
+    """A pytree of booleans shaped like ``energy``: True where ``fit`` trains a leaf.
+
+    Use it with ``equinox.partition(energy, trainable_mask(energy))``.
+
+    Example:
+        >>> import composable_ebm as ebm
+        >>> E = ebm.Gaussian("x", 0.0, cov=1.0) + 2.0 * ebm.Confinement("x")
+        >>> import jax
+        >>> jax.tree_util.tree_leaves(ebm.trainable_mask(E))
+        [True, True, False, False, False]
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(energy)
+    mask = _mask_node(energy, False, False)
+    if len(mask) != len(leaves):  # pragma: no cover - a structure this walker does not know
+        raise RuntimeError(f"trainable_mask: {len(mask)} flags for {len(leaves)} leaves")
+    return jax.tree_util.tree_unflatten(treedef, mask)
