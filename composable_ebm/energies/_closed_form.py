@@ -38,7 +38,7 @@ class Gaussian(Energy):
     Example:
         >>> import jax.numpy as jnp, composable_ebm as ebm
         >>> E = ebm.Gaussian("x", jnp.zeros(2), cov=jnp.array([[2.0, 0.0], [0.0, 0.5]]))
-        >>> float(E(jnp.array([2.0, 1.0])))
+        >>> round(float(E(jnp.array([2.0, 1.0]))), 4)
         2.0
     """
 
