@@ -38,7 +38,9 @@ def build_energy(ring_weight: float = 8.0) -> E_.Energy:
     return prior + constraint + wall
 
 
-def run(out: str | pathlib.Path = "demo_output", *, quick: bool = False, seed: int = 0) -> DemoResult:
+def run(
+    out: str | pathlib.Path = "demo_output", *, quick: bool = False, seed: int = 0
+) -> DemoResult:
     """Run the demo and write ``demo.png`` and ``summary.txt`` under ``out``."""
     import matplotlib
 
@@ -50,7 +52,7 @@ def run(out: str | pathlib.Path = "demo_output", *, quick: bool = False, seed: i
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     energy = build_energy()
-    n = 300 if quick else 1000
+    n = 500 if quick else 1000
     print(f"composable_ebm demo: prior + ring + confinement over x ∈ R², {4} chains NUTS")
     t0 = time.perf_counter()
     samples = sample(energy, jax.random.key(seed), num_warmup=n, num_samples=n, num_chains=4)
@@ -59,16 +61,31 @@ def run(out: str | pathlib.Path = "demo_output", *, quick: bool = False, seed: i
     summary = samples.summary()
     print(summary.to_string())
     div = int(samples.stats["diverging"].sum())
-    print(f"divergences: {div}; max R-hat: {float(summary['r_hat'].max()):.3f}; "
-          f"min ESS (bulk): {float(summary['ess_bulk'].min()):.0f}")
+    print(
+        f"divergences: {div}; max R-hat: {float(summary['r_hat'].max()):.3f}; "
+        f"min ESS (bulk): {float(summary['ess_bulk'].min()):.0f}"
+    )
     summary_path = out / "summary.txt"
     summary_path.write_text(summary.to_string() + f"\ndivergences: {div}\n")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-    plot.landscape(energy, bounds=((-3, 3), (-3, 3)), ax=axes[0], density=True,
-                   title="exp(−E): prior + ring + confinement")
-    plot.landscape(energy, samples, bounds=((-3, 3), (-3, 3)), ax=axes[1], density=False,
-                   title=f"NUTS draws (4 chains × {n}) on the energy", c="tab:red", s=2)
+    plot.landscape(
+        energy,
+        bounds=((-3, 3), (-3, 3)),
+        ax=axes[0],
+        density=True,
+        title="exp(−E): prior + ring + confinement",
+    )
+    plot.landscape(
+        energy,
+        samples,
+        bounds=((-3, 3), (-3, 3)),
+        ax=axes[1],
+        density=False,
+        title=f"NUTS draws (4 chains × {n}) on the energy",
+        c="tab:red",
+        s=2,
+    )
     fig.tight_layout()
     figure = out / "demo.png"
     fig.savefig(figure, dpi=120)

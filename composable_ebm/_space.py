@@ -11,7 +11,7 @@ from numpyro.distributions import constraints
 
 Shape = tuple[int, ...]
 
-__all__ = ["Var", "as_var", "merge_spaces", "support_key", "describe_support"]
+__all__ = ["Var", "as_var", "describe_support", "merge_spaces", "support_key"]
 
 
 def _concrete(value: Any, what: str) -> Any:
@@ -84,13 +84,17 @@ class Var:
         Var(shape=(2,), support=greater_than(0.0))
     """
 
-    __slots__ = ("shape", "support", "_key")
+    __slots__ = ("_key", "shape", "support")
 
     def __init__(
         self, shape: Shape | int | None = (), support: constraints.Constraint = constraints.real
     ):
         if shape is not None:
-            shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+            shape = (
+                (int(shape),)
+                if isinstance(shape, (int, np.integer))
+                else tuple(int(s) for s in shape)
+            )
             if any(s < 0 for s in shape):
                 raise ValueError(f"Var shape must be non-negative, got {shape}")
         if not isinstance(support, constraints.Constraint):
@@ -138,7 +142,9 @@ def as_var(entry: Any, name: str = "?") -> Var:
     raise TypeError(f"space entry for {name!r} must be a shape tuple or ebm.Var, got {entry!r}")
 
 
-def merge_var(name: str, a: Var, b: Var, left: str = "the left energy", right: str = "the right energy") -> Var:
+def merge_var(
+    name: str, a: Var, b: Var, left: str = "the left energy", right: str = "the right energy"
+) -> Var:
     """Merge two declarations of the same variable, or raise naming both sides."""
     if a.shape is None:
         shape = b.shape

@@ -1,6 +1,15 @@
 """Plots: energy landscapes over two dimensions, with draws on top.
 
 Matplotlib is imported only when this module is used (``ebm.plot`` loads it lazily).
+
+Example:
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import jax.numpy as jnp, composable_ebm as ebm
+    >>> ring = ebm.energy(lambda x: 4 * (jnp.linalg.norm(x) - 1) ** 2, x=(2,))
+    >>> ax = ebm.plot.landscape(ring, resolution=40, title="a ring")
+    >>> ax.get_title()
+    'a ring'
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from .._param import as_float, leaf, value
 from .._space import Var, as_var
 from ._base import Energy, Values
 
-__all__ = ["Gaussian", "Confinement", "FunctionEnergy", "energy"]
+__all__ = ["Confinement", "FunctionEnergy", "Gaussian", "energy"]
 
 
 def _check_name(var: Any) -> str:
@@ -189,5 +189,3 @@ def energy(fn: Callable[..., Any] | None = None, /, **space: Any) -> Any:
     if not callable(fn):
         raise TypeError(f"energy() expects a function, got {type(fn).__name__}")
     return FunctionEnergy(fn, variables)
-
-

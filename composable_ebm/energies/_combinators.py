@@ -12,7 +12,7 @@ from .._param import Param, leaf, value
 from .._space import Var, merge_spaces
 from ._base import Energy, Values
 
-__all__ = ["Sum", "Scaled", "LogSumExp", "logsumexp", "describe"]
+__all__ = ["LogSumExp", "Scaled", "Sum", "describe", "logsumexp"]
 
 
 def describe(e: Energy) -> str:
@@ -79,7 +79,9 @@ class Scaled(Energy):
     def __init__(self, energy: Energy, weight: Any, divide: bool = False):
         w = leaf(weight)
         if jnp.ndim(value(w)) != 0:
-            raise ValueError(f"a weight or temperature must be a scalar, got shape {jnp.shape(value(w))}")
+            raise ValueError(
+                f"a weight or temperature must be a scalar, got shape {jnp.shape(value(w))}"
+            )
         self.energy, self.weight, self.divide = energy, w, divide
 
     @property

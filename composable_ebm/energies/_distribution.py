@@ -7,6 +7,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions.transforms import biject_to
 
@@ -18,12 +19,23 @@ from ._closed_form import _check_name
 __all__ = ["FromDistribution"]
 
 
-def _float_leaves(tree: Any) -> Any:
+def _stored(tree: Any, constraint: Any) -> Any:
+    """Numbers as strongly typed arrays: floats (and integers of a continuous parameter)
+    in the default float dtype, integers of a discrete parameter in the default int dtype."""
+    discrete = bool(getattr(constraint, "is_discrete", False))
+
     def conv(x):
-        if isinstance(x, (jax.Array, float)) or hasattr(x, "__array__"):
-            arr = jnp.asarray(x)
-            return as_float(arr) if jnp.issubdtype(arr.dtype, jnp.floating) else arr
-        return x
+        numeric = isinstance(x, (jax.Array, np.ndarray, np.generic, int, float))
+        if isinstance(x, bool) or not numeric:
+            return x
+        arr = jnp.asarray(x)
+        if jnp.issubdtype(arr.dtype, jnp.floating) or (
+            not discrete and jnp.issubdtype(arr.dtype, jnp.integer)
+        ):
+            return as_float(arr)
+        if jnp.issubdtype(arr.dtype, jnp.integer) and arr.weak_type:
+            return jnp.asarray(arr, dtype=jnp.result_type(int))
+        return arr
 
     return jax.tree_util.tree_map(conv, tree)
 
@@ -32,8 +44,10 @@ class FromDistribution(Energy):
     """−log_prob of any NumPyro distribution, summed to a scalar; support taken from it.
 
     The variable's shape is the distribution's ``batch_shape + event_shape``. Parameters
-    are stored as float array leaves; with ``trainable=True`` each one that has a known
-    constraint is stored unconstrained (through ``biject_to``) so ``fit`` can learn it.
+    are stored as float array leaves, by name (NumPyro's own field order is not stable
+    across processes). With ``trainable=True`` the distribution is rebuilt from its
+    constructor arguments on each evaluation, and each one that has a known constraint is
+    stored unconstrained (through ``biject_to``) so ``fit`` can learn it.
 
     Example:
         >>> import numpyro.distributions as dist, composable_ebm as ebm
@@ -46,10 +60,9 @@ class FromDistribution(Energy):
 
     var: str = eqx.field(static=True)
     dist_type: type = eqx.field(static=True)
-    names: tuple[str, ...] = eqx.field(static=True)
-    aux: tuple = eqx.field(static=True)
-    unconstrained: tuple[str, ...] = eqx.field(static=True)
-    params: tuple
+    aux: tuple[tuple[str, Any], ...] | None = eqx.field(static=True)
+    params: dict[str, Any]  # trainable: stored unconstrained
+    fixed: dict[str, Any]  # everything else, as given
     shape: tuple[int, ...] = eqx.field(static=True)
     support: Any = eqx.field(static=True)
 
@@ -57,39 +70,71 @@ class FromDistribution(Energy):
         self.var = _check_name(var)
         if not isinstance(distribution, dist.Distribution):
             raise TypeError(
-                f"FromDistribution expects a numpyro Distribution, got {type(distribution).__name__}"
+                "FromDistribution expects a numpyro Distribution, got "
+                f"{type(distribution).__name__}"
             )
         d = distribution
-        self.dist_type = type(d)
-        self.names = tuple(type(d).gather_pytree_data_fields())
-        params, self.aux = d.tree_flatten()
-        params = list(_float_leaves(tuple(params)))
-        unconstrained = []
+        self.dist_type = cls = type(d)
+        fields = cls.gather_pytree_data_fields()
+        args = d.arg_constraints
+        self.params, self.fixed = {}, {}
         if trainable:
-            for i, name in enumerate(self.names):
-                c = d.arg_constraints.get(name)
-                p = params[i]
-                if c is None or not isinstance(p, jax.Array) or not jnp.issubdtype(p.dtype, jnp.floating):
+            # the constructor's arguments only: derived fields (Beta's inner Dirichlet,
+            # LogNormal's base Normal, ...) are recomputed from them on each rebuild
+            self.aux = None
+            for name, c in args.items():
+                p = d.__dict__.get(name) if name in fields else None
+                if p is None:
                     continue
-                try:
-                    params[i] = as_float(biject_to(c).inv(p))
-                except NotImplementedError:
-                    continue
-                unconstrained.append(name)
-        self.unconstrained = tuple(unconstrained)
-        self.params = tuple(params)
+                p = _stored(p, c)
+                if isinstance(p, jax.Array) and jnp.issubdtype(p.dtype, jnp.floating):
+                    try:
+                        self.params[name] = as_float(biject_to(c).inv(p))
+                        continue
+                    except NotImplementedError:
+                        pass
+                self.fixed[name] = p
+            try:
+                rebuilt = self.distribution
+            except (TypeError, ValueError) as e:
+                raise ValueError(
+                    f"FromDistribution {var!r}: trainable=True needs a {cls.__name__} that can "
+                    f"be rebuilt from its parameters {sorted(args)}: {e}"
+                ) from e
+            if (rebuilt.batch_shape, rebuilt.event_shape) != (d.batch_shape, d.event_shape):
+                raise ValueError(
+                    f"FromDistribution {var!r}: rebuilding {cls.__name__} from its parameters "
+                    "changed its shape; use trainable=False"
+                )
+        else:
+            params, aux = d.tree_flatten()
+            self.aux = tuple(zip(cls.gather_pytree_aux_fields(), aux, strict=True))
+            self.fixed = {
+                name: _stored(p, args.get(name)) for name, p in zip(fields, params, strict=True)
+            }
         self.shape = tuple(d.batch_shape) + tuple(d.event_shape)
         self.support = d.support
         Var(self.shape, self.support)  # checks the support has concrete bounds
 
     @property
+    def unconstrained(self) -> tuple[str, ...]:
+        """Names of the parameters stored unconstrained (the trainable ones)."""
+        return tuple(self.params)
+
+    @property
     def distribution(self) -> dist.Distribution:
         """The NumPyro distribution, rebuilt from the stored leaves."""
-        params = list(self.params)
-        for i, name in enumerate(self.names):
-            if name in self.unconstrained:
-                params[i] = biject_to(self.dist_type.arg_constraints[name])(params[i])
-        return self.dist_type.tree_unflatten(self.aux, tuple(params))
+        cls = self.dist_type
+        values = dict(self.fixed)
+        for name, p in self.params.items():
+            values[name] = biject_to(cls.arg_constraints[name])(p)
+        if self.aux is None:
+            return cls(**values)
+        aux = dict(self.aux)
+        return cls.tree_unflatten(
+            tuple(aux.get(f) for f in cls.gather_pytree_aux_fields()),
+            tuple(values.get(f) for f in cls.gather_pytree_data_fields()),
+        )
 
     @property
     def space(self) -> dict[str, Var]:

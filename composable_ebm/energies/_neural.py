@@ -70,7 +70,11 @@ class NeuralEnergy(Energy):
         return {self.var: Var(self.shape)}
 
     def _act(self, h: jax.Array) -> jax.Array:
-        fn = getattr(jax.nn, self.activation) if isinstance(self.activation, str) else self.activation
+        fn = (
+            getattr(jax.nn, self.activation)
+            if isinstance(self.activation, str)
+            else self.activation
+        )
         return fn(h)
 
     def _energy(self, values: Values) -> jax.Array:

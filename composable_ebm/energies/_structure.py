@@ -22,7 +22,7 @@ __all__ = ["terms", "trainable_mask"]
 _TRAINABLE: dict[type, frozenset[str]] = {
     Gaussian: frozenset({"mean", "tril"}),
     NeuralEnergy: frozenset({"layers"}),
-    FromDistribution: frozenset({"params"}),  # only when built with trainable=True
+    FromDistribution: frozenset({"params"}),  # empty unless built with trainable=True
 }
 
 
@@ -88,8 +88,6 @@ def _mask_node(node: Any, default: bool, frozen: bool) -> list[bool]:
     if isinstance(node, Energy):
         frozen = frozen or isinstance(node, Frozen)
         names = _TRAINABLE.get(type(node), frozenset())
-        if isinstance(node, FromDistribution):
-            names = names if node.unconstrained else frozenset()
         out: list[bool] = []
         for f in dataclasses.fields(node):
             if f.metadata.get("static", False):

@@ -12,7 +12,7 @@ from .._param import Param, leaf, value
 from .._space import Var
 from ._base import Energy, Values
 
-__all__ = ["Conditioned", "Renamed", "Frozen", "Named", "freeze"]
+__all__ = ["Conditioned", "Frozen", "Named", "Renamed", "freeze"]
 
 
 def _store(name: str, v: Any, var: Var) -> Any:
@@ -158,5 +158,3 @@ class Named(Energy):
 
     def _energy(self, values: Values) -> jax.Array:
         return self.energy._energy(values)
-
-

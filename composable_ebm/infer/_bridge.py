@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-
 import jax
 import jax.numpy as jnp
 from numpyro.distributions.transforms import IdentityTransform, Transform, biject_to
@@ -55,6 +54,27 @@ def transforms(space: Mapping[str, Var]) -> dict[str, Transform]:
 
 def _unconstrained_shape(t: Transform, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(t.inverse_shape(shape))
+
+
+def _batched(fn: Callable, x: jax.Array, event_shape: tuple[int, ...], name: str) -> jax.Array:
+    """``fn`` on one event, mapped over any leading batch axes of ``x``.
+
+    NumPyro's transforms broadcast a batch against per-event constants by rank promotion
+    (e.g. the stick-breaking shift), which fails under ``jax_numpy_rank_promotion="raise"``;
+    mapping over the batch axes keeps every operation at the event's rank.
+    """
+    x = jnp.asarray(x)
+    nb = x.ndim - len(event_shape)
+    if nb < 0 or tuple(x.shape[nb:]) != tuple(event_shape):
+        raise ValueError(
+            f"variable {name!r}: a value of shape {x.shape} does not end with the expected "
+            f"shape {event_shape}"
+        )
+    if nb == 0:
+        return fn(x)
+    batch = x.shape[:nb]
+    y = jax.vmap(fn)(x.reshape((-1, *event_shape)))
+    return y.reshape(batch + y.shape[1:])
 
 
 def potential(energy: Energy, params: Mapping[str, jax.Array]) -> jax.Array:
@@ -130,14 +150,19 @@ def constrain(energy: Energy, params: Mapping[str, jax.Array]) -> dict:
         >>> ebm.constrain(E, {"s": jnp.zeros(3)})["s"].tolist()
         [1.0, 1.0, 1.0]
     """
-    ts = transforms(continuous_space(energy, "constrain"))
-    return {name: t(jnp.asarray(params[name])) for name, t in ts.items()}
+    space = continuous_space(energy, "constrain")
+    ts = transforms(space)
+    return {
+        name: _batched(t, params[name], _unconstrained_shape(t, space[name].shape), name)
+        for name, t in ts.items()
+    }
 
 
 def unconstrain(energy: Energy, values: Mapping[str, jax.Array]) -> dict:
     """Inverse of :func:`constrain`."""
-    ts = transforms(continuous_space(energy, "unconstrain"))
-    return {name: t.inv(jnp.asarray(values[name])) for name, t in ts.items()}
+    space = continuous_space(energy, "unconstrain")
+    ts = transforms(space)
+    return {name: _batched(t.inv, values[name], space[name].shape, name) for name, t in ts.items()}
 
 
 def postprocess_fn(energy: Energy) -> Callable[[Mapping[str, jax.Array]], dict]:

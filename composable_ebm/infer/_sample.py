@@ -29,7 +29,7 @@ PROGRESS_CHUNKS = 20
 def _record(energy: Energy, st: HMCState, algo: str) -> dict:
     """Draws (constrained) and per-draw statistics for every chain."""
     ts = transforms(energy.space)
-    x = {k: t(st.z[k]) for k, t in ts.items()}
+    x = {k: jax.vmap(t)(st.z[k]) for k, t in ts.items()}  # per chain: no rank promotion
     if algo == "NUTS":
         depth = jnp.ceil(jnp.log2(st.num_steps + 1.0)).astype(jnp.int32)
     else:
