@@ -52,10 +52,10 @@ def run(
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     energy = build_energy()
-    n = 500 if quick else 1000
+    nw, n = (500, 1000) if quick else (1000, 2000)
     print(f"composable_ebm demo: prior + ring + confinement over x ∈ R², {4} chains NUTS")
     t0 = time.perf_counter()
-    samples = sample(energy, jax.random.key(seed), num_warmup=n, num_samples=n, num_chains=4)
+    samples = sample(energy, jax.random.key(seed), num_warmup=nw, num_samples=n, num_chains=4)
     jax.block_until_ready(samples.draws)
     print(f"sampled {4}×{n} draws in {time.perf_counter() - t0:.1f} s (compilation included)")
     summary = samples.summary()

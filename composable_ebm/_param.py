@@ -7,6 +7,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["Param", "as_float", "leaf", "value"]
 
@@ -17,13 +18,18 @@ def float_dtype() -> jnp.dtype:
 
 
 def as_float(x: Any) -> jax.Array:
-    """``x`` as a strongly typed array of the default float dtype."""
+    """``x`` as a strongly typed array of the default float dtype.
+
+    Concrete numbers go through NumPy, so building an energy compiles nothing.
+    """
     if isinstance(x, Param):
         raise TypeError("as_float got a Param; use leaf() to keep it trainable")
-    arr = jnp.asarray(x)
-    if jnp.issubdtype(arr.dtype, jnp.floating) and not arr.weak_type and arr.dtype == float_dtype():
-        return arr
-    return jnp.asarray(arr, dtype=float_dtype())
+    dtype = float_dtype()
+    if not isinstance(x, jax.Array):
+        return jnp.asarray(np.asarray(x, dtype=dtype))
+    if x.dtype == dtype and not x.weak_type:
+        return x
+    return jnp.asarray(x, dtype=dtype)
 
 
 class Param(eqx.Module):

@@ -30,11 +30,12 @@ def test_examples_are_short():
 @pytest.mark.slow
 def test_product_of_experts():
     out = load("product_of_experts").main(quick=True)
-    n_eff = 300  # conservative: 4 chains × 300 draws have ESS well above this
+    n_eff = float(out["samples"].summary()["ess_bulk"].min())
+    assert n_eff > 300  # a Gaussian: 4 chains × 300 draws mix well
     tol = 5 * math.sqrt(out["want_var"] / n_eff)
     np.testing.assert_allclose(out["mean"], out["want_mean"], atol=tol)
-    np.testing.assert_allclose(out["var"], out["want_var"], rtol=0.25)
-    assert float(out["samples"].summary()["ess_bulk"].min()) > n_eff
+    # relative MC error of a Gaussian variance estimate: sqrt(2 / n_eff)
+    np.testing.assert_allclose(out["var"], out["want_var"], rtol=5 * math.sqrt(2 / n_eff))
 
 
 @pytest.mark.slow
@@ -42,10 +43,11 @@ def test_positive_support():
     out = load("positive_support").main(quick=True)
     d = np.asarray(out["draws"])
     assert d.min() > 0
-    n_eff = 300
+    n_eff = float(out["samples"].summary()["ess_bulk"].min())
+    assert n_eff > 150  # 4 chains × 300 draws of a 1-D Gamma mix well
     assert abs(d.mean() - out["want_mean"]) < 5 * math.sqrt(out["want_var"] / n_eff)
-    assert abs(d.var() - out["want_var"]) < 0.3 * out["want_var"]
-    assert float(out["samples"].summary()["ess_bulk"].min()) > n_eff
+    # the variance estimate's relative MC error is about sqrt((kurtosis + 2) / n_eff)
+    assert abs(d.var() - out["want_var"]) < 5 * math.sqrt(4 / n_eff) * out["want_var"]
 
 
 @pytest.mark.slow

@@ -123,8 +123,9 @@ def test_logsumexp_mixture_of_gaussians():
     mean = (w[1] - w[0]) * mu
     var = sigma**2 + mu**2 - mean**2
     assert_moments(x[..., None], mean, var, "mixture", min_ess=200)
-    # and the recovered weight of the right mode is close to 0.7 (mode overlap Φ(−2) ≈ 2 %)
-    assert abs(ind.mean() - w[1]) < 0.05
+    # and the recovered weight of the right mode is 0.7, up to the MC error and the modes'
+    # overlap (the mass of each mode on the other side of 0 is Φ(−2) ≈ 2.3 %)
+    assert abs(ind.mean() - w[1]) < K_SIGMA * se + norm.cdf(-mu / sigma)
 
 
 def test_hmc_kernel():

@@ -9,6 +9,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._param import as_float, leaf, value
 from .._space import Var, as_var
@@ -50,35 +51,42 @@ class Gaussian(Energy):
         self.var = _check_name(var)
         if (cov is None) == (precision is None):
             raise ValueError("Gaussian needs exactly one of cov= or precision=")
+        given = cov if precision is None else precision
+        what = "cov" if precision is None else "precision"
+        traced = any(isinstance(a, jax.core.Tracer) for a in (mean, given))
+        xp = jnp if traced else np  # concrete inputs: NumPy (float64), nothing to compile
         m = as_float(mean)
-        given = as_float(cov if precision is None else precision)
+        g = xp.asarray(given if traced else np.asarray(given, dtype=np.float64))
         d = m.size
-        if given.ndim == 2:
-            d_cov = given.shape[0]
-            if given.shape != (d_cov, d_cov):
-                raise ValueError(f"Gaussian {var!r}: covariance must be square, got {given.shape}")
+        if g.ndim == 2:
+            d_cov = g.shape[0]
+            if g.shape != (d_cov, d_cov):
+                raise ValueError(f"Gaussian {var!r}: {what} must be square, got {g.shape}")
             if m.ndim == 0 and d_cov != 1:
                 m, d = jnp.broadcast_to(m, (d_cov,)), d_cov
             if d_cov != d:
                 raise ValueError(
                     f"Gaussian {var!r}: mean has {d} entries (shape {m.shape}) but the "
-                    f"{'cov' if precision is None else 'precision'} is {given.shape}"
+                    f"{what} is {g.shape}"
                 )
-            mat = given
-        elif given.ndim <= 1:
-            if given.ndim == 1 and given.size != d:
+            mat = g
+        elif g.ndim <= 1:
+            if g.ndim == 1 and g.size != d:
                 raise ValueError(
-                    f"Gaussian {var!r}: mean has {d} entries but the diagonal has {given.size}"
+                    f"Gaussian {var!r}: mean has {d} entries but the diagonal has {g.size}"
                 )
-            mat = jnp.diag(jnp.broadcast_to(given.ravel() if given.ndim else given, (d,)))
+            mat = xp.diag(xp.broadcast_to(g.ravel() if g.ndim else g, (d,)))
         else:
-            raise ValueError(f"Gaussian {var!r}: cov/precision must have at most 2 axes")
-        prec = jnp.linalg.inv(mat) if precision is None else mat
-        chol = jnp.linalg.cholesky(0.5 * (prec + prec.T))
-        if _concrete(chol) and not bool(jnp.all(jnp.isfinite(chol))):
-            raise ValueError(f"Gaussian {var!r}: the covariance/precision is not positive definite")
+            raise ValueError(f"Gaussian {var!r}: {what} must have at most 2 axes")
+        prec = xp.linalg.inv(mat) if precision is None else mat
+        try:
+            chol = xp.linalg.cholesky(0.5 * (prec + prec.T))
+        except np.linalg.LinAlgError:
+            chol = np.full_like(prec, np.nan)
+        if not traced and not np.all(np.isfinite(chol)):
+            raise ValueError(f"Gaussian {var!r}: the {what} is not positive definite")
         self.mean = m
-        self.tril = jnp.tril(chol, -1) + jnp.diag(jnp.log(jnp.diag(chol)))
+        self.tril = as_float(xp.tril(chol, -1) + xp.diag(xp.log(xp.diag(chol))))
 
     @property
     def space(self) -> dict[str, Var]:

@@ -105,5 +105,3 @@ def to_inference_data(obj: Samples | Any, energy: Energy | None = None) -> Any:
     raise TypeError(
         f"to_inference_data expects ebm.Samples or numpyro.infer.MCMC, got {type(obj).__name__}"
     )
-
-

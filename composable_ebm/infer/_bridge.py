@@ -13,14 +13,15 @@ from .._space import Var, describe_support
 from ..energies import Energy
 
 __all__ = [
+    "constrain",
+    "constrain_with_jacobian",
     "continuous_space",
-    "transforms",
+    "init_params",
+    "postprocess_fn",
     "potential",
     "potential_fn",
-    "init_params",
-    "constrain",
+    "transforms",
     "unconstrain",
-    "postprocess_fn",
 ]
 
 
@@ -77,17 +78,23 @@ def _batched(fn: Callable, x: jax.Array, event_shape: tuple[int, ...], name: str
     return y.reshape(batch + y.shape[1:])
 
 
-def potential(energy: Energy, params: Mapping[str, jax.Array]) -> jax.Array:
-    """E(T(u)) − Σ log|det ∂T/∂u| at unconstrained values ``u`` (no checks)."""
-    space = energy.space
-    ts = transforms(space)
-    values, log_jac = {}, 0.0
+def constrain_with_jacobian(
+    ts: Mapping[str, Transform], params: Mapping[str, jax.Array]
+) -> tuple[dict, jax.Array]:
+    """Constrained values of one point and Σ log|det ∂T/∂u| (identity transforms skipped)."""
+    values, log_jac = {}, jnp.zeros((), float_dtype())
     for name, t in ts.items():
         u = params[name]
         x = t(u)
         values[name] = x
         if not isinstance(t, IdentityTransform):
             log_jac = log_jac + jnp.sum(t.log_abs_det_jacobian(u, x))
+    return values, log_jac
+
+
+def potential(energy: Energy, params: Mapping[str, jax.Array]) -> jax.Array:
+    """E(T(u)) − Σ log|det ∂T/∂u| at unconstrained values ``u`` (no checks)."""
+    values, log_jac = constrain_with_jacobian(transforms(energy.space), params)
     return energy._energy(values) - log_jac
 
 
@@ -159,7 +166,16 @@ def constrain(energy: Energy, params: Mapping[str, jax.Array]) -> dict:
 
 
 def unconstrain(energy: Energy, values: Mapping[str, jax.Array]) -> dict:
-    """Inverse of :func:`constrain`."""
+    """Map constrained values (any leading batch axes) to the unconstrained space.
+
+    The inverse of :func:`constrain`.
+
+    Example:
+        >>> import jax.numpy as jnp, numpyro.distributions as dist, composable_ebm as ebm
+        >>> E = ebm.FromDistribution("s", dist.Exponential(1.0))
+        >>> ebm.unconstrain(E, {"s": jnp.ones(2)})["s"].tolist()
+        [0.0, 0.0]
+    """
     space = continuous_space(energy, "unconstrain")
     ts = transforms(space)
     return {name: _batched(t.inv, values[name], space[name].shape, name) for name, t in ts.items()}
@@ -182,5 +198,3 @@ def postprocess_fn(energy: Energy) -> Callable[[Mapping[str, jax.Array]], dict]:
         return constrain(energy, params)
 
     return fn
-
-

@@ -14,9 +14,30 @@ from .._param import float_dtype
 from ..energies import Energy, terms
 from ._bridge import constrain, potential, transforms, unconstrain
 
-__all__ = ["initial_positions"]
+__all__ = ["given_positions", "raise_if_invalid", "search", "state_is_valid", "uniform_positions"]
 
 MAX_TRIES = 100
+
+
+def _unconstrained_shapes(energy: Energy) -> dict[str, tuple[int, ...]]:
+    space = energy.space
+    return {k: tuple(t.inverse_shape(space[k].shape)) for k, t in transforms(space).items()}
+
+
+def uniform_positions(energy: Energy, key: jax.Array, num_chains: int) -> dict:
+    """One uniform draw in (−2, 2) per chain in the unconstrained space (NumPy, on the host).
+
+    Drawn with NumPy from the key's bits: deterministic per key, and nothing to compile.
+    """
+    bits = np.asarray(
+        jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    )
+    rng = np.random.default_rng(bits.astype(np.uint64).ravel().tolist())
+    dtype = float_dtype()
+    return {
+        n: jnp.asarray(rng.uniform(-2.0, 2.0, (num_chains, *s)), dtype=dtype)
+        for n, s in _unconstrained_shapes(energy).items()
+    }
 
 
 def _valid(energy: Energy, z: Mapping[str, jax.Array]) -> jax.Array:
@@ -25,11 +46,20 @@ def _valid(energy: Energy, z: Mapping[str, jax.Array]) -> jax.Array:
     return jnp.isfinite(pe) & jnp.all(jnp.stack(finite))
 
 
+def state_is_valid(state: Any) -> jax.Array:
+    """Inside a trace, per chain: the initial potential and its gradient are finite."""
+    finite = [jnp.isfinite(state.potential_energy)]
+    for g in jax.tree_util.tree_leaves(state.z_grad):
+        finite.append(jnp.all(jnp.isfinite(g.reshape(g.shape[0], -1)), axis=1))
+    return jnp.all(jnp.stack(finite), axis=0)
+
+
 @eqx.filter_jit
-def _search(energy: Energy, keys: jax.Array) -> tuple[dict, jax.Array]:
-    space = energy.space
-    ts = transforms(space)
-    shapes = {k: tuple(ts[k].inverse_shape(v.shape)) for k, v in space.items()}
+def search(energy: Energy, key: jax.Array, num_chains: int) -> tuple[dict, jax.Array]:
+    """Per chain, up to ``MAX_TRIES`` uniform draws in (−2, 2) (unconstrained) until the
+    energy and its gradient are finite, as NumPyro's ``MCMC`` does; the flags say which
+    chains found one. Compiled only when a first draw was not valid."""
+    shapes = _unconstrained_shapes(energy)
 
     def draw(key):
         ks = jax.random.split(key, len(shapes))
@@ -49,15 +79,11 @@ def _search(energy: Energy, keys: jax.Array) -> tuple[dict, jax.Array]:
             i, _, ok, _ = c
             return (~ok) & (i < MAX_TRIES)
 
-        _, z, ok, _ = jax.lax.while_loop(cond, body, body((0, draw(key), False, key)))
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(draw, key))
+        _, z, ok, _ = jax.lax.while_loop(cond, body, (0, zeros, jnp.array(False), key))
         return z, ok
 
-    return jax.vmap(one)(keys)
-
-
-@eqx.filter_jit
-def _check(energy: Energy, z: Mapping[str, jax.Array]) -> jax.Array:
-    return jax.vmap(lambda z: _valid(energy, z))(z)
+    return jax.vmap(one)(jax.random.split(key, num_chains))
 
 
 def _explain(energy: Energy, z: Mapping[str, jax.Array], intro: str) -> str:
@@ -66,11 +92,16 @@ def _explain(energy: Energy, z: Mapping[str, jax.Array], intro: str) -> str:
     for label, term in terms(energy):
         vals = {k: x[k] for k in term.space}
         e = term(vals)
-        g = jax.grad(lambda v: term(v))(vals) if term.space else {}
+        g = jax.grad(term)(vals) if term.space else {}
         bad_grad = [k for k, gk in g.items() if not bool(jnp.all(jnp.isfinite(gk)))]
         status = "ok" if bool(jnp.isfinite(e)) and not bad_grad else "NOT FINITE"
         extra = f", gradient not finite in {bad_grad}" if bad_grad else ""
         lines.append(f"  term {label!r}: energy {float(e):.6g}{extra}  [{status}]")
+    if all(line.endswith("[ok]") for line in lines[1:]):
+        lines.append(
+            "  every term is finite there: the log-Jacobian of a support's transform is not "
+            "(the point is at the edge of a support)"
+        )
     where = ", ".join(f"{k}={np.array2string(np.asarray(v), precision=3)}" for k, v in x.items())
     lines.append(f"  at {where}")
     return "\n".join(lines)
@@ -98,31 +129,23 @@ def _chain_values(energy: Energy, init: Mapping[str, Any], num_chains: int) -> d
     return out
 
 
-def initial_positions(
-    energy: Energy, key: jax.Array, num_chains: int, init: Mapping[str, Any] | None
-) -> dict:
-    """Unconstrained starting points, one per chain, where E and its gradient are finite.
+def given_positions(energy: Energy, init: Mapping[str, Any], num_chains: int) -> dict:
+    """Unconstrained values, one per chain, from constrained ``init`` values."""
+    return unconstrain(energy, _chain_values(energy, init, num_chains))
 
-    With ``init=None`` each chain draws uniformly in (−2, 2) in the unconstrained space
-    (up to 100 tries, as NumPyro's ``MCMC`` does); with ``init`` (constrained values) the
-    given points are checked. A point that is not valid raises an error naming each
-    term's energy there.
-    """
-    if init is None:
-        z, ok = _search(energy, jax.random.split(key, num_chains))
+
+def raise_if_invalid(energy: Energy, z: Mapping[str, Any], ok: Any, searched: bool) -> None:
+    """Raise an error naming each term's energy at the first chain whose start is invalid."""
+    ok = np.asarray(ok)
+    if ok.all():
+        return
+    c = int(np.flatnonzero(~ok)[0])
+    if searched:
         intro = (
-            f"no initial point with a finite energy and gradient found in {MAX_TRIES} "
-            "tries (uniform in (-2, 2) in the unconstrained space) for chain {c}; pass "
-            "init={{name: value}} with a valid point. At the last try:"
+            f"no initial point with a finite energy and gradient found in {MAX_TRIES} tries "
+            f"(uniform in (-2, 2) in the unconstrained space) for chain {c}; pass "
+            "init={name: value} with a valid point. At the last try:"
         )
     else:
-        x = _chain_values(energy, init, num_chains)
-        z = unconstrain(energy, x)
-        ok = _check(energy, z)
-        intro = "the energy or its gradient is not finite at init for chain {c}:"
-    ok = np.asarray(ok)
-    if not ok.all():
-        c = int(np.flatnonzero(~ok)[0])
-        zc = {k: v[c] for k, v in z.items()}
-        raise ValueError(_explain(energy, zc, intro.format(c=c)))
-    return z
+        intro = f"the energy or its gradient is not finite at init for chain {c}:"
+    raise ValueError(_explain(energy, {k: v[c] for k, v in z.items()}, intro))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import numpyro
@@ -13,7 +13,7 @@ from numpyro.distributions import constraints
 from .._space import Var, support_key
 from ..energies import Energy
 
-__all__ = ["model", "factor", "EnergyDistribution"]
+__all__ = ["EnergyDistribution", "factor", "model"]
 
 
 def _site_distribution(name: str, var: Var) -> dist.Distribution:
@@ -90,7 +90,7 @@ class EnergyDistribution(dist.Distribution):
         (3,)
     """
 
-    arg_constraints: dict = {}
+    arg_constraints: ClassVar[dict] = {}
     pytree_data_fields = ("energy",)
     pytree_aux_fields = ("var_name",)
 
@@ -103,7 +103,7 @@ class EnergyDistribution(dist.Distribution):
                 f"EnergyDistribution needs an energy over exactly one variable, got "
                 f"{sorted(space)}; condition or marginalise the others first"
             )
-        (self.var_name, var), = space.items()
+        ((self.var_name, var),) = space.items()
         if var.shape is None:
             raise ValueError(f"variable {self.var_name!r} has no known shape")
         self.energy = energy

@@ -11,11 +11,18 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.infer.hmc import HMCState, hmc
 
 from ..energies import Energy
-from ._bridge import continuous_space, potential, transforms
-from ._init import initial_positions
+from ._bridge import constrain_with_jacobian, continuous_space, potential, transforms
+from ._init import (
+    given_positions,
+    raise_if_invalid,
+    search,
+    state_is_valid,
+    uniform_positions,
+)
 from ._options import Settings, split_options
 from ._samples import Samples
 
@@ -29,7 +36,8 @@ PROGRESS_CHUNKS = 20
 def _record(energy: Energy, st: HMCState, algo: str) -> dict:
     """Draws (constrained) and per-draw statistics for every chain."""
     ts = transforms(energy.space)
-    x = {k: jax.vmap(t)(st.z[k]) for k, t in ts.items()}  # per chain: no rank promotion
+    # per chain (no rank promotion); E = potential + log-Jacobian, so E is not re-evaluated
+    x, log_jac = jax.vmap(partial(constrain_with_jacobian, ts))(st.z)
     if algo == "NUTS":
         depth = jnp.ceil(jnp.log2(st.num_steps + 1.0)).astype(jnp.int32)
     else:
@@ -42,7 +50,7 @@ def _record(energy: Energy, st: HMCState, algo: str) -> dict:
         "tree_depth": depth,
         "hamiltonian": st.energy,
         "potential_energy": st.potential_energy,
-        "model_energy": jax.vmap(energy._energy)(x),
+        "model_energy": st.potential_energy + log_jac,
     }
     return {"draws": x, "stats": stats}
 
@@ -50,18 +58,20 @@ def _record(energy: Energy, st: HMCState, algo: str) -> dict:
 @eqx.filter_jit
 def _advance(
     energy: Energy,
+    key: jax.Array,
     z0: dict,
-    keys: jax.Array,
     traced: dict,
     state: HMCState | None,
-    buffers: dict | None,
     start: jax.Array,
     settings: Settings,
     length: int,
-) -> tuple[HMCState, dict]:
-    """Run steps ``start .. start+length`` of warmup+sampling; draws go into ``buffers``.
+) -> tuple[HMCState, dict, jax.Array]:
+    """Steps ``start .. start+length`` of warmup and sampling, with every step's record.
 
-    The ``hmc()`` pair is created here, inside the trace, every time: its ``init_kernel``
+    Without ``state`` the chains start at ``z0`` (unconstrained) and run only if the
+    energy and its gradient are finite there for every chain; the flags come back so the
+    host can search for other points or raise an error naming the term at fault. The
+    ``hmc()`` pair is created here, inside the trace, every time: ``init_kernel``
     configures ``sample_kernel`` through closure variables.
     """
     TRACE_COUNT["sample"] += 1
@@ -75,38 +85,41 @@ def _advance(
         trajectory_length=traced["trajectory_length"],
         **dict(settings.static),
     )
-    st = jax.vmap(lambda z, k: init(z, rng_key=k))(z0, keys)
-    if state is not None:
-        st = state
-    if buffers is None:
-        shapes = jax.eval_shape(partial(_record, energy, algo=settings.algo), st)
-        n = settings.num_samples
-        buffers = jax.tree_util.tree_map(
-            lambda s: jnp.zeros((s.shape[0], n, *s.shape[1:]), s.dtype), shapes
-        )
+    keys = jax.random.split(key, settings.num_chains)
+    if state is None:
+        st = jax.vmap(lambda z, k: init(z, rng_key=k))(z0, keys)
+        ok = state_is_valid(st)
+    else:
+        jax.vmap(lambda z, k: init(z, rng_key=k))(state.z, keys)  # configures sample_kernel
+        st, ok = state, jnp.ones(settings.num_chains, dtype=bool)
     nw, total = settings.num_warmup, settings.num_warmup + settings.num_samples
     step = jax.vmap(sample_kernel)
 
-    def write(buf, j, st):
-        rec = _record(energy, st, settings.algo)
-        return jax.tree_util.tree_map(lambda b, v: b.at[:, j].set(v), buf, rec)
-
-    def advance(carry, i):
-        st, buf = carry
+    def advance(st, i):
         st = step(st)
-        j = i - nw
-        buf = jax.lax.cond(j >= 0, lambda b: write(b, j, st), lambda b: b, buf)
-        return st, buf
+        return st, _record(energy, st, settings.algo)
 
-    def body(carry, i):
+    def idle(st, i):
+        return st, _record(energy, st, settings.algo)
+
+    def body(st, i):
         if length != total:  # chunked runs may pass the end: those steps do nothing
-            carry = jax.lax.cond(i < total, partial(advance, i=i), lambda c: c, carry)
-        else:
-            carry = advance(carry, i)
-        return carry, None
+            return jax.lax.cond(i < total, advance, idle, st, i)
+        return advance(st, i)
 
-    (st, buffers), _ = jax.lax.scan(body, (st, buffers), start + jnp.arange(length))
-    return st, buffers
+    def run(st):
+        st, recs = jax.lax.scan(body, st, start + jnp.arange(length))
+        if length == total:  # one call does it all: keep the draws after warmup
+            recs = jax.tree_util.tree_map(lambda r: r[nw:], recs)
+        return st, jax.tree_util.tree_map(lambda r: jnp.swapaxes(r, 0, 1), recs)
+
+    if state is None:  # never sample from an invalid start: the host handles it
+        shapes = jax.eval_shape(run, st)[1]
+        zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        st, recs = jax.lax.cond(jnp.all(ok), run, lambda st: (st, zeros), st)
+    else:
+        st, recs = run(st)
+    return st, recs, ok
 
 
 def sample(
@@ -162,37 +175,55 @@ def sample(
     """
     continuous_space(energy, "ebm.sample")
     settings, traced = split_options(kernel, num_warmup, num_samples, num_chains, kernel_options)
-    k_init, k_chains = jax.random.split(key)
     if state is not None:
         if num_warmup != 0:
             raise ValueError("continuing from a state needs num_warmup=0 (it is already adapted)")
+        if init is not None:
+            raise ValueError("give either state= (continue a run) or init=, not both")
         got = jnp.shape(state.i)
         if got != (num_chains,):
             raise ValueError(f"state has {got[0] if got else 1} chains but num_chains={num_chains}")
-        z0, keys = state.z, state.rng_key
+        z0 = state.z
+    elif init is not None:
+        z0 = given_positions(energy, init, num_chains)
     else:
-        z0 = initial_positions(energy, k_init, num_chains, init)
-        keys = jax.random.split(k_chains, num_chains)
+        z0 = uniform_positions(energy, key, num_chains)
     total = num_warmup + num_samples
-    run = partial(_advance, energy, z0, keys, traced, settings=settings)
+    length = total if not progress else max(1, math.ceil(total / PROGRESS_CHUNKS))
+    run = partial(_advance, energy, key, traced=traced, settings=settings, length=length)
+
+    def first_call(z0):
+        """The first (or only) call, from ``z0``; invalid starts are searched or reported."""
+        st, recs, ok = run(z0=z0, state=state, start=jnp.asarray(0))
+        if state is None and not np.asarray(ok).all():
+            if init is not None:
+                raise_if_invalid(energy, z0, ok, searched=False)
+            z0, found = search(energy, jax.random.fold_in(key, 1), num_chains)
+            raise_if_invalid(energy, z0, found, searched=True)
+            st, recs, ok = run(
+                z0=z0, state=None, start=jnp.asarray(0)
+            )  # same structure: no recompilation
+            raise_if_invalid(energy, z0, ok, searched=True)
+        return st, recs
+
     if not progress:
-        st, buffers = run(state, None, jnp.asarray(0), length=total)
+        st, recs = first_call(z0)
     else:
         from tqdm.auto import tqdm
 
-        length = max(1, math.ceil(total / PROGRESS_CHUNKS))
-        st, buffers = state, None
+        chunks = []
         with tqdm(total=total, desc="warmup" if num_warmup else "sample") as bar:
             for start in range(0, total, length):
-                st, buffers = run(st, buffers, jnp.asarray(start), length=length)
-                jax.block_until_ready(st.z)
+                if start == 0:
+                    st, recs = first_call(z0)
+                else:
+                    st, recs, _ = run(z0=z0, state=st, start=jnp.asarray(start))
+                chunks.append(recs)
                 done = min(start + length, total)
                 if done > num_warmup:
                     bar.set_description("sample")
-                    bar.set_postfix(divergences=int(buffers["stats"]["diverging"].sum()))
                 bar.update(done - start)
-    return Samples(
-        draws=buffers["draws"], stats=buffers["stats"], state=st, energy=energy, kernel=kernel
-    )
-
-
+        recs = jax.tree_util.tree_map(
+            lambda *c: jnp.concatenate(c, axis=1)[:, num_warmup:total], *chunks
+        )
+    return Samples(draws=recs["draws"], stats=recs["stats"], state=st, energy=energy, kernel=kernel)
