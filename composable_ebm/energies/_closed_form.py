@@ -33,8 +33,10 @@ class Gaussian(Energy):
 
     The precision is stored through its Cholesky factor with a log-diagonal, so training
     keeps it positive definite. ``cov`` and ``precision`` may be a scalar (isotropic), a
-    vector (diagonal) or a matrix; give exactly one. The variable's shape is the mean's
-    shape (a scalar mean broadcasts to the size of a matrix ``cov``).
+    vector (diagonal) or a matrix; give exactly one. A scalar or vector gives a diagonal
+    Gaussian (cheaper, and it stays diagonal under training); a matrix a dense one. The
+    variable's shape is the mean's shape (a scalar mean broadcasts to the size of a
+    matrix ``cov``).
 
     Example:
         >>> import jax.numpy as jnp, composable_ebm as ebm
@@ -70,12 +72,18 @@ class Gaussian(Energy):
                     f"{what} is {g.shape}"
                 )
             mat = g
-        elif g.ndim <= 1:
+        elif g.ndim <= 1:  # isotropic or diagonal: stored as a log-diagonal
             if g.ndim == 1 and g.size != d:
                 raise ValueError(
                     f"Gaussian {var!r}: mean has {d} entries but the diagonal has {g.size}"
                 )
-            mat = xp.diag(xp.broadcast_to(g.ravel() if g.ndim else g, (d,)))
+            diag = xp.broadcast_to(g.ravel() if g.ndim else g, (d,))
+            if not traced and not np.all(diag > 0):
+                raise ValueError(f"Gaussian {var!r}: the {what} is not positive definite")
+            # precision p = 1/cov; its Cholesky factor is sqrt(p): log sqrt(p) = ∓½ log g
+            sign = -0.5 if precision is None else 0.5
+            self.mean, self.tril = m, as_float(sign * xp.log(diag))
+            return
         else:
             raise ValueError(f"Gaussian {var!r}: {what} must have at most 2 axes")
         prec = xp.linalg.inv(mat) if precision is None else mat
@@ -93,8 +101,16 @@ class Gaussian(Energy):
         return {self.var: Var(tuple(self.mean.shape))}
 
     @property
+    def diagonal(self) -> bool:
+        """Whether the precision is diagonal (``cov``/``precision`` given as a scalar or
+        vector); a diagonal Gaussian stays diagonal under training."""
+        return self.tril.ndim == 1
+
+    @property
     def cholesky(self) -> jax.Array:
         """Lower Cholesky factor L of the precision, P = L Lᵀ."""
+        if self.diagonal:
+            return jnp.diag(jnp.exp(self.tril))
         return jnp.tril(self.tril, -1) + jnp.diag(jnp.exp(jnp.diag(self.tril)))
 
     @property
@@ -112,11 +128,12 @@ class Gaussian(Energy):
     def log_partition(self) -> jax.Array:
         """log ∫ exp(−E) = (d/2) log 2π + ½ log det Σ."""
         d = self.mean.size
-        return 0.5 * d * math.log(2 * math.pi) - jnp.sum(jnp.diag(self.tril))
+        log_diag = self.tril if self.diagonal else jnp.diag(self.tril)
+        return 0.5 * d * math.log(2 * math.pi) - jnp.sum(log_diag)
 
     def _energy(self, values: Values) -> jax.Array:
         r = jnp.ravel(values[self.var] - self.mean)
-        y = r @ self.cholesky  # = Lᵀ r
+        y = r * jnp.exp(self.tril) if self.diagonal else r @ self.cholesky  # = Lᵀ r
         return 0.5 * jnp.sum(y * y)
 
 

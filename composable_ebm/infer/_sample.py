@@ -33,26 +33,34 @@ TRACE_COUNT: collections.Counter = collections.Counter()
 PROGRESS_CHUNKS = 20
 
 
-def _record(energy: Energy, st: HMCState, algo: str) -> dict:
-    """Draws (constrained) and per-draw statistics for every chain."""
-    ts = transforms(energy.space)
-    # per chain (no rank promotion); E = potential + log-Jacobian, so E is not re-evaluated
-    x, log_jac = jax.vmap(partial(constrain_with_jacobian, ts))(st.z)
-    if algo == "NUTS":
-        depth = jnp.ceil(jnp.log2(st.num_steps + 1.0)).astype(jnp.int32)
-    else:
-        depth = jnp.zeros_like(st.num_steps, dtype=jnp.int32)
-    stats = {
+def _raw(st: HMCState) -> dict:
+    """What each step keeps: plain copies, so the loop body stays small."""
+    return {
+        "z": st.z,
         "diverging": st.diverging,
         "accept_prob": st.accept_prob,
         "num_steps": st.num_steps,
         "step_size": st.adapt_state.step_size,
-        "tree_depth": depth,
         "hamiltonian": st.energy,
         "potential_energy": st.potential_energy,
-        "model_energy": st.potential_energy + log_jac,
     }
+
+
+def _finish(energy: Energy, raw: dict, algo: str) -> dict:
+    """Draws (constrained) and statistics from the kept steps (chain, draw), vectorised."""
+    ts = transforms(energy.space)
+    # one point at a time (no rank promotion); E = potential + log-Jacobian, not re-evaluated
+    x, log_jac = jax.vmap(jax.vmap(partial(constrain_with_jacobian, ts)))(raw["z"])
+    stats = {k: v for k, v in raw.items() if k != "z"}
+    if algo == "NUTS":
+        stats["tree_depth"] = jnp.ceil(jnp.log2(raw["num_steps"] + 1.0)).astype(jnp.int32)
+    else:
+        stats["tree_depth"] = jnp.zeros_like(raw["num_steps"], dtype=jnp.int32)
+    stats["model_energy"] = raw["potential_energy"] + log_jac
     return {"draws": x, "stats": stats}
+
+
+_finish_jit = eqx.filter_jit(_finish)
 
 
 @eqx.filter_jit
@@ -97,21 +105,20 @@ def _advance(
 
     def advance(st, i):
         st = step(st)
-        return st, _record(energy, st, settings.algo)
-
-    def idle(st, i):
-        return st, _record(energy, st, settings.algo)
+        return st, _raw(st)
 
     def body(st, i):
         if length != total:  # chunked runs may pass the end: those steps do nothing
-            return jax.lax.cond(i < total, advance, idle, st, i)
+            return jax.lax.cond(i < total, advance, lambda st, i: (st, _raw(st)), st, i)
         return advance(st, i)
 
     def run(st):
-        st, recs = jax.lax.scan(body, st, start + jnp.arange(length))
-        if length == total:  # one call does it all: keep the draws after warmup
-            recs = jax.tree_util.tree_map(lambda r: r[nw:], recs)
-        return st, jax.tree_util.tree_map(lambda r: jnp.swapaxes(r, 0, 1), recs)
+        st, raw = jax.lax.scan(body, st, start + jnp.arange(length))
+        raw = jax.tree_util.tree_map(lambda r: jnp.swapaxes(r, 0, 1), raw)
+        if length != total:  # a chunk: the host keeps the steps after warmup
+            return st, raw
+        raw = jax.tree_util.tree_map(lambda r: r[:, nw:], raw)
+        return st, _finish(energy, raw, settings.algo)
 
     if state is None:  # never sample from an invalid start: the host handles it
         shapes = jax.eval_shape(run, st)[1]
@@ -223,7 +230,8 @@ def sample(
                 if done > num_warmup:
                     bar.set_description("sample")
                 bar.update(done - start)
-        recs = jax.tree_util.tree_map(
+        raw = jax.tree_util.tree_map(
             lambda *c: jnp.concatenate(c, axis=1)[:, num_warmup:total], *chunks
         )
+        recs = _finish_jit(energy, raw, settings.algo)
     return Samples(draws=recs["draws"], stats=recs["stats"], state=st, energy=energy, kernel=kernel)
