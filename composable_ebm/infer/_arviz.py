@@ -39,8 +39,17 @@ def _np(tree: dict) -> dict:
     return {k: np.asarray(v) for k, v in tree.items()}
 
 
+def import_arviz() -> Any:
+    """ArviZ, imported on first use (about 2 s), without its refactor announcement."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
+        import arviz
+
+    return arviz
+
+
 def _from_dict(posterior: dict, sample_stats: dict) -> Any:
-    import arviz as az
+    az = import_arviz()
 
     major = int(az.__version__.split(".")[0])
     if major >= 1:  # ArviZ 1.x: one mapping of groups, returns a DataTree

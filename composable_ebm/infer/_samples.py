@@ -62,9 +62,9 @@ class Samples:
 
         Keyword arguments go to ``arviz.summary``.
         """
-        import arviz as az
+        from ._arviz import import_arviz
 
-        return az.summary(self.to_inference_data(), **kwargs)
+        return import_arviz().summary(self.to_inference_data(), **kwargs)
 
     def __repr__(self) -> str:
         shapes = {k: tuple(v.shape[2:]) for k, v in self.draws.items()}

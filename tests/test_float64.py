@@ -1,0 +1,31 @@
+"""float64 mode: energies store float64 leaves and the sampler runs in float64."""
+
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import jax
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp, numpy as np, numpyro.distributions as dist
+import composable_ebm as ebm
+E = ebm.Gaussian("x", jnp.zeros(2), cov=1.0) + ebm.FromDistribution("s", dist.Gamma(3.0, 2.0))
+leaves = jax.tree_util.tree_leaves(E)
+assert all(leaf.dtype == jnp.float64 for leaf in leaves), [leaf.dtype for leaf in leaves]
+s = ebm.sample(E, jax.random.key(0), num_warmup=300, num_samples=500, num_chains=2)
+assert s.draws["x"].dtype == jnp.float64 and s.draws["s"].dtype == jnp.float64
+assert s.stats["model_energy"].dtype == jnp.float64
+ess = float(s.summary()["ess_bulk"].min())
+assert ess > 200, ess
+m = float(s.draws["s"].mean())
+assert abs(m - 1.5) < 5 * np.sqrt(3 / 4 / ess), m  # Gamma(3, 2): mean 1.5, var 0.75
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_sampling_in_float64_mode():
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
