@@ -40,30 +40,55 @@ from .infer import (
     to_inference_data,
     unconstrain,
 )
+from .train import (
+    L2,
+    NCE,
+    EnergyL2,
+    FitError,
+    FitResult,
+    Loss,
+    MarginLoss,
+    ScoreMatching,
+    fit,
+    load,
+    save,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "L2",
+    "NCE",
     "Confinement",
     "Energy",
     "EnergyDistribution",
+    "EnergyL2",
+    "FitError",
+    "FitResult",
     "FromDistribution",
     "Gaussian",
+    "Loss",
+    "MarginLoss",
     "NeuralEnergy",
     "Param",
     "Samples",
+    "ScoreMatching",
     "Var",
     "constrain",
+    "datasets",
     "energy",
     "factor",
+    "fit",
     "freeze",
     "init_params",
+    "load",
     "logsumexp",
     "model",
     "plot",
     "postprocess_fn",
     "potential_fn",
     "sample",
+    "save",
     "terms",
     "to_inference_data",
     "trainable_mask",
@@ -72,8 +97,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "plot":  # matplotlib is imported only when plotting
+    if name in ("plot", "datasets"):  # matplotlib is imported only when plotting
         import importlib
 
-        return importlib.import_module(".plot", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

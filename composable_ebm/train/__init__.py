@@ -1,0 +1,24 @@
+"""Training: losses (NCE, score matching, contrastive divergence, margin), ``fit``,
+checkpoints."""
+
+from ._checkpoint import load, save
+from ._fit import FitError, FitResult, fit
+from ._loss import Loss, LossSum
+from ._nce import NCE
+from ._regularizers import L2, EnergyL2, MarginLoss
+from ._score_matching import ScoreMatching
+
+__all__ = [
+    "L2",
+    "NCE",
+    "EnergyL2",
+    "FitError",
+    "FitResult",
+    "Loss",
+    "LossSum",
+    "MarginLoss",
+    "ScoreMatching",
+    "fit",
+    "load",
+    "save",
+]

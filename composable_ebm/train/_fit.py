@@ -1,0 +1,322 @@
+"""``fit``: train an energy's trainable arrays with optax, in jitted chunks of steps."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..energies import Energy, trainable_mask
+from ._checkpoint import load_tree, save_tree
+from ._loss import Loss
+
+__all__ = ["FitError", "FitResult", "fit"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        energy: the trained energy (frozen parts and conditioned values unchanged).
+        history: per-step metrics, name → array (``loss`` always); validation metrics
+            as ``val_step`` and ``val_loss`` when validation data was given.
+        log_z: the log-normaliser learned by NCE; ``None`` for other losses.
+        stopped: ``None`` when all steps ran, else why training stopped early.
+        steps: the number of steps whose updates were applied.
+        loss_params: the loss's own trained parameters (NCE's log Z).
+        loss_state: the loss's final state (contrastive divergence's replay buffer).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, composable_ebm as ebm
+        >>> r = ebm.fit(ebm.Gaussian("x", jnp.zeros(1), cov=1.0), jnp.ones((64, 1)),
+        ...             ebm.ScoreMatching("exact"), steps=10, key=jax.random.key(0),
+        ...             progress=False)
+        >>> r.steps, r.history["loss"].shape, r.stopped, r.log_z
+        (10, (10,), None, None)
+    """
+
+    energy: Energy
+    history: dict[str, np.ndarray]
+    log_z: float | None
+    stopped: str | None
+    steps: int
+    loss_params: Any = None
+    loss_state: Any = None
+
+
+class FitError(RuntimeError):
+    """Training stopped on a non-finite loss with ``on_nonfinite="raise"``.
+
+    ``result`` holds the :class:`FitResult` with the last good parameters.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, composable_ebm as ebm
+        >>> blows_up = ebm.energy(lambda x: jnp.sum(jnp.sqrt(x)), x=(1,))  # NaN for x < 0
+        >>> try:
+        ...     ebm.fit(blows_up + ebm.Gaussian("x", jnp.zeros(1), cov=1.0), -jnp.ones((8, 1)),
+        ...             ebm.ScoreMatching("exact"), steps=5, key=jax.random.key(0),
+        ...             progress=False, on_nonfinite="raise")
+        ... except ebm.FitError as e:
+        ...     print(e.result.steps)
+        0
+    """
+
+    def __init__(self, message: str, result: FitResult):
+        super().__init__(message)
+        self.result = result
+
+
+def _finite(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _rows(data: Any) -> int:
+    return int(jax.tree_util.tree_leaves(data)[0].shape[0])
+
+
+def fit(
+    energy: Energy,
+    data: Any,
+    loss: Loss,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    steps: int = 1000,
+    batch_size: int = 256,
+    key: jax.Array,
+    progress: bool = True,
+    callback: Callable[[int, dict, Energy], Any] | None = None,
+    validation: Any = None,
+    patience: int | None = None,
+    clip_norm: float | None = None,
+    chunk_size: int = 100,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    on_nonfinite: str = "warn",
+) -> FitResult:
+    """Train every trainable array of ``energy`` (and the loss's own parameters).
+
+    Minibatches are drawn inside a jitted ``lax.scan`` of ``chunk_size`` steps, so the
+    host is visited once per chunk (progress bar, validation, callback, checkpoint).
+
+    Args:
+        energy: the energy; frozen parts (``ebm.freeze``) and conditioned values stay fixed.
+        data: an array (N, *shape) for a one-variable energy, or a mapping name → array;
+            NaN or infinite values are rejected. ``MarginLoss`` takes a pair.
+        loss: ``ebm.NCE``, ``ebm.ScoreMatching``, ``ebm.ContrastiveDivergence``,
+            ``ebm.MarginLoss``, optionally plus regularisers (``+ ebm.L2(1e-4)``).
+        optimizer: an optax optimizer (default Adam, learning rate 1e-3).
+        steps: optimisation steps.
+        batch_size: rows per step, drawn uniformly with replacement.
+        key: a JAX random key.
+        progress: show a tqdm bar with the loss.
+        callback: ``callback(step, metrics, energy)`` after each chunk; return ``False``
+            to stop.
+        validation: held-out data; its loss is computed after each chunk
+            (``history["val_loss"]``); with ``patience`` the best parameters are kept and
+            training stops after ``patience`` chunks without improvement.
+        patience: early stopping, in chunks without improvement of the validation loss.
+        clip_norm: clip gradients to this global norm.
+        chunk_size: steps per compiled chunk.
+        checkpoint: a path; the whole training state is saved there (atomically) every
+            ``checkpoint_every`` steps and at the end, and a later ``fit`` with the same
+            path resumes from it.
+        checkpoint_every: steps between checkpoints (default: every chunk).
+        on_nonfinite: ``"warn"`` (stop, warn, return the last good parameters) or
+            ``"raise"`` (raise :class:`FitError` carrying that result).
+
+    Returns:
+        :class:`FitResult`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, numpy as np, optax, composable_ebm as ebm
+        >>> x = np.random.default_rng(0).normal(2.0, 0.5, (2000, 1)).astype("float32")
+        >>> r = ebm.fit(ebm.Gaussian("x", jnp.zeros(1), cov=1.0), x,
+        ...             ebm.ScoreMatching("exact"), steps=500, optimizer=optax.adam(2e-2),
+        ...             key=jax.random.key(0), progress=False)
+        >>> bool(abs(r.energy.mean[0] - 2.0) < 0.05 and abs(r.energy.cov[0, 0] - 0.25) < 0.03)
+        True
+    """
+    if not isinstance(energy, Energy):
+        raise TypeError(f"fit expects an ebm.Energy, got {type(energy).__name__}")
+    if not isinstance(loss, Loss):
+        raise TypeError(f"fit expects a loss such as ebm.NCE(), got {type(loss).__name__}")
+    if on_nonfinite not in ("warn", "raise"):
+        raise ValueError(f"on_nonfinite must be 'warn' or 'raise', got {on_nonfinite!r}")
+    for name, v in (("steps", steps), ("batch_size", batch_size), ("chunk_size", chunk_size)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    data = loss.normalize(energy, data)
+    val_data = loss.normalize(energy, validation) if validation is not None else None
+    n = _rows(data)
+    chunk = min(chunk_size, steps)
+    if checkpoint is not None and checkpoint_every:
+        chunk = math.gcd(chunk, int(checkpoint_every))
+
+    k_setup, k_train, k_val = jax.random.split(key, 3)
+    loss_c, loss_params, loss_state = loss.setup(energy, data, k_setup)
+    mask = trainable_mask(energy)
+    params_e, static_e = eqx.partition(energy, mask)
+    params = (params_e, loss_params)
+    if not jax.tree_util.tree_leaves(params):
+        raise ValueError(
+            "nothing to train: the energy has no trainable arrays (frozen, or numbers not "
+            "wrapped in ebm.Param) and the loss learns none"
+        )
+    opt = optimizer if optimizer is not None else optax.adam(1e-3)
+    if clip_norm is not None:
+        opt = optax.chain(optax.clip_by_global_norm(clip_norm), opt)
+    opt_state = opt.init(params)
+
+    def objective(params, loss_c, state, batch, key):
+        e = eqx.combine(params[0], static_e)
+        value, metrics, new_state = loss_c.value(e, params[1], state, batch, key)
+        return value, (metrics, new_state)
+
+    grad_fn = jax.value_and_grad(objective, has_aux=True)
+
+    def step(carry, i, loss_c, data):
+        params, opt_state, state, key, bad = carry
+        key, k_batch, k_loss = jax.random.split(key, 3)
+        idx = jax.random.randint(k_batch, (batch_size,), 0, n)
+        batch = jax.tree_util.tree_map(lambda a: a[idx], data)
+        (value, (metrics, new_state)), grads = grad_fn(params, loss_c, state, batch, k_loss)
+        updates, new_opt = opt.update(grads, opt_state, params)
+        new_params = eqx.apply_updates(params, updates)
+        finite = jnp.isfinite(value) & _finite(grads)
+        bad = jnp.where((bad < 0) & ~finite & (i < steps), i, bad)
+        ok = (bad < 0) & (i < steps)
+        keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
+            lambda a, b: jnp.where(ok, a, b), new, old
+        )
+        carry = (
+            keep(new_params, params),
+            keep(new_opt, opt_state),
+            keep(new_state, state),
+            key,
+            bad,
+        )
+        return carry, metrics
+
+    @eqx.filter_jit
+    def run_chunk(carry, start, loss_c, data):
+        return jax.lax.scan(lambda c, i: step(c, i, loss_c, data), carry, start + jnp.arange(chunk))
+
+    @eqx.filter_jit
+    def val_loss(params, loss_c, state, data, key):
+        return objective(params, loss_c, state, data, key)[0]
+
+    carry = (params, opt_state, loss_state, k_train, jnp.asarray(-1))
+    history: dict[str, list] = {}
+    val_hist: dict[str, list] = {"val_step": [], "val_loss": []}
+    done, stopped = 0, None
+    ckpt = pathlib.Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.exists():
+        carry, info = load_tree(ckpt, carry)
+        done = int(info["step"])
+        history = {k: [np.asarray(v)] for k, v in info.get("history", {}).items()}
+        val_hist = {k: list(v) for k, v in info.get("val_history", val_hist).items()}
+    best, best_val, since_best = None, math.inf, 0
+    val_rows = None
+    if val_data is not None:
+        val_rows = jax.tree_util.tree_map(lambda a: a[: max(batch_size, 4096)], val_data)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=min(done, steps), desc="fit")
+    warned_start = done > 0
+    try:
+        while done < steps and stopped is None:
+            carry, metrics = run_chunk(carry, jnp.asarray(done), loss_c, data)
+            bad = int(carry[4])
+            count = min(chunk, steps - done) if bad < 0 else bad - done
+            metrics = {k: np.asarray(v)[:count] for k, v in metrics.items()}
+            for k, v in metrics.items():
+                history.setdefault(k, []).append(v)
+            if not warned_start and count:
+                warned_start = True
+                msg = loss_c.check_start(metrics)
+                if msg:
+                    warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            if bad >= 0:
+                done = bad
+                stopped = (
+                    f"the loss or its gradient became non-finite at step {bad}; training "
+                    f"stopped and the parameters after step {bad - 1} (the last good ones) "
+                    "are returned"
+                )
+                break
+            done += count
+            if bar is not None:
+                bar.update(count)
+                if "loss" in metrics and len(metrics["loss"]):
+                    bar.set_postfix(loss=f"{float(np.mean(metrics['loss'])):.4g}")
+            if val_rows is not None:
+                v = float(val_loss(carry[0], loss_c, carry[2], val_rows, k_val))
+                val_hist["val_step"].append(done)
+                val_hist["val_loss"].append(v)
+                if v < best_val:
+                    best_val, best, since_best = v, carry, 0
+                else:
+                    since_best += 1
+                    if patience is not None and since_best >= patience:
+                        stopped = (
+                            f"early stopping at step {done}: no validation improvement in "
+                            f"{patience} chunks; the best parameters (validation loss "
+                            f"{best_val:.4g}) are returned"
+                        )
+            if callback is not None:
+                e_now = eqx.combine(carry[0][0], static_e)
+                if callback(done, metrics, e_now) is False:
+                    stopped = f"stopped by the callback at step {done}"
+            if ckpt is not None and (
+                not checkpoint_every or done % checkpoint_every == 0 or done >= steps
+            ):
+                _save_state(ckpt, carry, done, history, val_hist)
+    finally:
+        if bar is not None:
+            bar.close()
+    if best is not None and patience is not None:
+        carry = best
+    params, _, state, _, _ = carry
+    trained = eqx.combine(params[0], static_e)
+    hist = {k: np.concatenate(v) if v else np.zeros(0) for k, v in history.items()}
+    if val_rows is not None:
+        hist.update({k: np.asarray(v) for k, v in val_hist.items()})
+    log_z = loss_c.log_z(params[1])
+    result = FitResult(
+        energy=trained,
+        history=hist,
+        log_z=None if log_z is None else float(log_z),
+        stopped=stopped,
+        steps=done,
+        loss_params=params[1],
+        loss_state=state,
+    )
+    if stopped is not None and stopped.startswith("the loss"):
+        if on_nonfinite == "raise":
+            raise FitError(stopped, result)
+        warnings.warn(stopped, RuntimeWarning, stacklevel=2)
+    return result
+
+
+def _save_state(path: pathlib.Path, carry: Any, done: int, history: dict, val_hist: dict) -> None:
+    hist = {k: np.concatenate(v).tolist() for k, v in history.items() if v}
+    save_tree(
+        path,
+        carry,
+        {"kind": "fit", "step": done, "history": hist, "val_history": val_hist},
+    )
