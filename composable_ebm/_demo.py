@@ -1,4 +1,4 @@
-"""The demo: compose closed-form energies, sample with NUTS, report and plot."""
+"""The demo: learn an energy from data, compose it with a constraint, sample with NUTS."""
 
 from __future__ import annotations
 
@@ -7,39 +7,46 @@ import time
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 
+from . import datasets
 from . import energies as E_
 from .infer import Samples, sample
+from .train import FitResult, ScoreMatching, fit
 
-RADIUS = 1.5
 
-
-def ring(x: jax.Array) -> jax.Array:
-    """(‖x‖ − r)², zero on a circle of radius r."""
-    return (jnp.sqrt(jnp.sum(x * x) + 1e-12) - RADIUS) ** 2
+def right_half(x: jax.Array) -> jax.Array:
+    """A soft wall: about 0 for x[0] > 0, rising by 40 per unit to the left of it."""
+    return 5.0 * jax.nn.softplus(-8.0 * x[0])
 
 
 @dataclass
 class DemoResult:
-    """What the demo made: the samples, the summary table and the figure's path."""
+    """What the demo made: the training result, the samples, the summary and the files."""
 
+    fit: FitResult
+    energy: E_.Energy
     samples: Samples
     summary: object
     figure: pathlib.Path
     summary_path: pathlib.Path
 
 
-def build_energy(ring_weight: float = 8.0) -> E_.Energy:
-    """A Gaussian prior, a ring-shaped constraint and a confinement term, summed."""
-    prior = E_.Gaussian("x", jnp.array([1.0, 0.5]), cov=jnp.eye(2)).named("prior")
-    constraint = (ring_weight * E_.energy(ring, x=(2,))).named("ring")
-    wall = E_.Confinement("x", scale=0.1).named("confinement")
-    return prior + constraint + wall
+def build_energy(learned: E_.Energy) -> E_.Energy:
+    """The learned two-moons energy, a half-plane constraint and a confinement term."""
+    return (
+        E_.freeze(learned).named("moons (learned)")
+        + E_.energy(right_half, x=(2,)).named("x[0] > 0")
+        + E_.Confinement("x", scale=0.5).named("confinement")
+    )
 
 
 def run(
-    out: str | pathlib.Path = "demo_output", *, quick: bool = False, seed: int = 0
+    out: str | pathlib.Path = "demo_output",
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    steps: int | None = None,
 ) -> DemoResult:
     """Run the demo and write ``demo.png`` and ``summary.txt`` under ``out``."""
     import matplotlib
@@ -51,44 +58,68 @@ def run(
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    energy = build_energy()
-    nw, n = (500, 1000) if quick else (1000, 2000)
-    print(f"composable_ebm demo: prior + ring + confinement over x ∈ R², {4} chains NUTS")
+    key_net, key_fit, key_sample = jax.random.split(jax.random.key(seed), 3)
+    data = datasets.two_moons(8192, seed=seed)
+    steps = steps if steps is not None else (800 if quick else 2000)
+    print(
+        f"1/3 learning an energy from {len(data)} two-moons points: MLP 2-128-128-1, "
+        f"sliced score matching, {steps} Adam steps"
+    )
     t0 = time.perf_counter()
-    samples = sample(energy, jax.random.key(seed), num_warmup=nw, num_samples=n, num_chains=4)
+    net = E_.NeuralEnergy("x", (2,), hidden=(128, 128), key=key_net)
+    result = fit(net, data, ScoreMatching("sliced"), steps=steps, key=key_fit, progress=True)
+    print(
+        f"    trained in {time.perf_counter() - t0:.1f} s; final loss "
+        f"{float(np.mean(result.history['loss'][-100:])):.3f}"
+    )
+
+    energy = build_energy(result.energy)
+    nw, n = (400, 500) if quick else (1000, 1000)
+    print(f"2/3 composing it with the constraint x[0] > 0 and sampling: NUTS, 4 chains × {n}")
+    t0 = time.perf_counter()
+    samples = sample(energy, key_sample, num_warmup=nw, num_samples=n, num_chains=4)
     jax.block_until_ready(samples.draws)
-    print(f"sampled {4}×{n} draws in {time.perf_counter() - t0:.1f} s (compilation included)")
+    print(f"    sampled in {time.perf_counter() - t0:.1f} s (compilation included)")
     summary = samples.summary()
     print(summary.to_string())
+    x = np.asarray(samples.draws["x"]).reshape(-1, 2)
     div = int(samples.stats["diverging"].sum())
+    allowed = float(np.mean(x[:, 0] > 0))
     print(
-        f"divergences: {div}; max R-hat: {float(summary['r_hat'].max()):.3f}; "
-        f"min ESS (bulk): {float(summary['ess_bulk'].min()):.0f}"
+        f"    divergences: {div}; max R-hat: {float(summary['r_hat'].max()):.3f}; "
+        f"min ESS (bulk): {float(summary['ess_bulk'].min()):.0f}; "
+        f"draws with x[0] > 0: {100 * allowed:.1f} %"
     )
     summary_path = out / "summary.txt"
-    summary_path.write_text(summary.to_string() + f"\ndivergences: {div}\n")
+    summary_path.write_text(
+        summary.to_string() + f"\ndivergences: {div}\nfraction with x[0] > 0: {allowed:.4f}\n"
+    )
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    print("3/3 plotting")
+    bounds = ((-2.5, 2.5), (-2.0, 2.0))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     plot.landscape(
-        energy,
-        bounds=((-3, 3), (-3, 3)),
+        result.energy,
+        data[:2000],
+        bounds=bounds,
         ax=axes[0],
-        density=True,
-        title="exp(−E): prior + ring + confinement",
+        title="learned exp(−E) and training data",
+        c="white",
+        s=2,
     )
     plot.landscape(
         energy,
         samples,
-        bounds=((-3, 3), (-3, 3)),
+        bounds=bounds,
         ax=axes[1],
-        density=False,
-        title=f"NUTS draws (4 chains × {n}) on the energy",
+        title="learned + (x[0] > 0) + confinement: NUTS draws",
         c="tab:red",
         s=2,
     )
+    axes[1].axvline(0.0, color="white", lw=1, ls="--")
     fig.tight_layout()
     figure = out / "demo.png"
     fig.savefig(figure, dpi=120)
     plt.close(fig)
     print(f"wrote {figure} and {summary_path}")
-    return DemoResult(samples, summary, figure, summary_path)
+    return DemoResult(result, energy, samples, summary, figure, summary_path)

@@ -11,7 +11,14 @@ from numpyro.distributions import constraints
 
 Shape = tuple[int, ...]
 
-__all__ = ["Var", "as_var", "describe_support", "merge_spaces", "support_key"]
+__all__ = [
+    "Var",
+    "as_var",
+    "canonical_support",
+    "describe_support",
+    "merge_spaces",
+    "support_key",
+]
 
 
 def _concrete(value: Any, what: str) -> Any:
@@ -62,6 +69,32 @@ def support_key(support: constraints.Constraint) -> tuple:
     return (type(c).__name__,)
 
 
+def canonical_support(support: constraints.Constraint) -> constraints.Constraint:
+    """One constraint object per set, so the unconstrained transform depends only on the set.
+
+    ``positive``, ``greater_than(0)`` and ``softplus_positive`` all become ``positive``
+    (an exp transform); ``interval(0, 1)`` becomes ``unit_interval``. Spaces that compare
+    equal therefore sample through the same bijection.
+    """
+    key = support_key(support)
+    kind = key[0]
+    if kind == "real":
+        return constraints.real
+    if kind == "greater_than":
+        return constraints.positive if key[1] == 0 else constraints.greater_than(key[1])
+    if kind == "less_than":
+        return constraints.less_than(key[1])
+    if kind == "interval":
+        if (key[1], key[2]) == (0, 1):
+            return constraints.unit_interval
+        return constraints.interval(key[1], key[2])
+    if kind == "integer_interval":
+        return constraints.integer_interval(key[1], key[2])
+    if kind == "integer_greater_than":
+        return constraints.integer_greater_than(key[1])
+    return support
+
+
 def describe_support(support: constraints.Constraint) -> str:
     """Human-readable name of a support, for error messages."""
     key = support_key(support)
@@ -101,8 +134,17 @@ class Var:
             raise TypeError(
                 f"Var support must be a numpyro.distributions.constraints object, got {support!r}"
             )
+        event_dim = int(getattr(support, "event_dim", 0))
+        base = support
+        while isinstance(base, constraints._IndependentConstraint):
+            event_dim, base = base.base_constraint.event_dim, base.base_constraint
+        if shape is not None and event_dim > len(shape):
+            raise ValueError(
+                f"support {describe_support(support)} constrains the last {event_dim} axes but "
+                f"the variable's shape {shape} has only {len(shape)}"
+            )
         object.__setattr__(self, "shape", shape)
-        object.__setattr__(self, "support", support)
+        object.__setattr__(self, "support", canonical_support(support))
         object.__setattr__(self, "_key", support_key(support))
 
     def __setattr__(self, name, value):

@@ -20,13 +20,19 @@ Values = Mapping[str, jax.Array]
 
 
 def _is_number(c: Any) -> bool:
-    if isinstance(c, Param):
-        return jnp.ndim(c.value) == 0
-    if isinstance(c, (bool,)):
+    """A scalar multiplier; an array-like of another shape is an error, not NotImplemented."""
+    if isinstance(c, bool):
         return False
     if isinstance(c, (int, float)):
         return True
-    return (isinstance(c, jax.Array) or hasattr(c, "__array__")) and jnp.ndim(c) == 0
+    if isinstance(c, Param) or isinstance(c, jax.Array) or hasattr(c, "__array__"):
+        shape = jnp.shape(c.value if isinstance(c, Param) else c)
+        if shape != ():
+            raise TypeError(
+                f"an energy can only be multiplied or divided by a scalar, got shape {shape}"
+            )
+        return True
+    return False
 
 
 class Energy(eqx.Module):
@@ -115,7 +121,7 @@ class Energy(eqx.Module):
         """
         vals = self._normalize(values, kwargs)
         space = self.space
-        batch_shape = None
+        batch_shape, first = None, None
         for name, var in space.items():
             if var.shape is None:
                 raise ValueError(
@@ -129,11 +135,11 @@ class Energy(eqx.Module):
                     f"value has shape {shape}, which does not end with it"
                 )
             if batch_shape is None:
-                batch_shape = shape[:nb]
+                batch_shape, first = shape[:nb], name
             elif shape[:nb] != batch_shape:
                 raise ValueError(
-                    f"batch axes disagree: {name!r} has batch shape {shape[:nb]}, others "
-                    f"{batch_shape}"
+                    f"batch axes disagree: {name!r} has batch shape {shape[:nb]} but "
+                    f"{first!r} has {batch_shape}"
                 )
         batch_shape = batch_shape or ()
         n = math.prod(batch_shape)

@@ -78,10 +78,11 @@ class Scaled(Energy):
 
     def __init__(self, energy: Energy, weight: Any, divide: bool = False):
         w = leaf(weight)
-        if jnp.ndim(value(w)) != 0:
-            raise ValueError(
-                f"a weight or temperature must be a scalar, got shape {jnp.shape(value(w))}"
-            )
+        wv = value(w)
+        if jnp.ndim(wv) != 0:
+            raise ValueError(f"a weight or temperature must be a scalar, got shape {jnp.shape(wv)}")
+        if divide and not isinstance(wv, jax.core.Tracer) and not bool(wv > 0):
+            raise ValueError(f"a temperature must be positive, got {float(wv)}")
         self.energy, self.weight, self.divide = energy, w, divide
 
     @property
@@ -150,15 +151,19 @@ def logsumexp(*energies: Energy, weights: Any = None) -> Energy:
                 f"logsumexp got {n} energies but weights of shape {jnp.shape(value(w))}"
             )
     # flatten unweighted-by-Param nested disjunctions: (A | B) | C == A | B | C
-    terms, ws = [], []
-    flatten = not isinstance(w, Param)
-    for e, wi in zip(energies, value(w)):
-        if flatten and isinstance(e, LogSumExp) and not isinstance(e.weights, Param):
+    wv = value(w)
+    if not isinstance(wv, jax.core.Tracer) and not bool(jnp.all(wv > 0)):
+        raise ValueError(f"logsumexp weights must be positive, got {wv.tolist()}")
+    terms, ws, flattened = [], [], False
+    can_flatten = not isinstance(w, Param)
+    for e, wi in zip(energies, wv):
+        if can_flatten and isinstance(e, LogSumExp) and not isinstance(e.weights, Param):
             terms.extend(e.terms)
             ws.append(wi * e.weights)
+            flattened = True
         else:
             terms.append(e)
             ws.append(wi[None])
-    if len(terms) != n:
+    if flattened:
         return LogSumExp(tuple(terms), jnp.concatenate(ws))
     return LogSumExp(tuple(terms), w)

@@ -7,6 +7,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._param import Param, leaf, value
 from .._space import Var
@@ -20,8 +21,10 @@ def _store(name: str, v: Any, var: Var) -> Any:
         if isinstance(v, Param):
             raise TypeError(f"discrete variable {name!r} cannot be conditioned on a Param")
         arr = jnp.asarray(v)
-        if not jnp.issubdtype(arr.dtype, jnp.integer):
+        if not (jnp.issubdtype(arr.dtype, jnp.integer) or arr.dtype == jnp.bool_):
             raise TypeError(f"discrete variable {name!r} needs an integer value, got {arr.dtype}")
+        if arr.weak_type or arr.dtype == jnp.bool_:  # strongly typed: no recompiles
+            arr = jnp.asarray(np.asarray(v), dtype=jnp.result_type(int))
         stored = arr
     else:
         stored = leaf(v)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from .._param import as_float
@@ -81,6 +82,12 @@ def split_options(
         if algo == "NUTS" and k == "trajectory_length":
             v = None
         traced[k] = None if v is None else (as_float(v) if jnp.ndim(v) == 0 else _tree_float(v))
+    for name, low, high in (("step_size", 0.0, None), ("target_accept_prob", 0.0, 1.0)):
+        v = traced[name]
+        if v is not None and not isinstance(v, jax.core.Tracer):
+            if not (float(v) > low and (high is None or float(v) < high)):
+                bounds = f"in ({low}, {high})" if high is not None else f"> {low}"
+                raise ValueError(f"{name} must be {bounds}, got {float(v)}")
     settings = Settings(algo, num_warmup, num_samples, num_chains, tuple(sorted(static.items())))
     return settings, traced
 

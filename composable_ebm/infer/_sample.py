@@ -23,8 +23,8 @@ from ._init import (
     state_is_valid,
     uniform_positions,
 )
-from ._options import Settings, split_options
-from ._samples import Samples
+from ._options import KERNELS, Settings, split_options
+from ._samples import ChainState, Samples
 
 __all__ = ["sample"]
 
@@ -73,6 +73,7 @@ def _advance(
     start: jax.Array,
     settings: Settings,
     length: int,
+    chunked: bool,
 ) -> tuple[HMCState, dict, jax.Array]:
     """Steps ``start .. start+length`` of warmup and sampling, with every step's record.
 
@@ -108,14 +109,14 @@ def _advance(
         return st, _raw(st)
 
     def body(st, i):
-        if length != total:  # chunked runs may pass the end: those steps do nothing
+        if chunked:  # chunked runs may pass the end: those steps do nothing
             return jax.lax.cond(i < total, advance, lambda st, i: (st, _raw(st)), st, i)
         return advance(st, i)
 
     def run(st):
         st, raw = jax.lax.scan(body, st, start + jnp.arange(length))
         raw = jax.tree_util.tree_map(lambda r: jnp.swapaxes(r, 0, 1), raw)
-        if length != total:  # a chunk: the host keeps the steps after warmup
+        if chunked:  # a chunk: the host keeps the steps after warmup
             return st, raw
         raw = jax.tree_util.tree_map(lambda r: r[:, nw:], raw)
         return st, _finish(energy, raw, settings.algo)
@@ -129,6 +130,13 @@ def _advance(
     return st, recs, ok
 
 
+def _check_key(key: Any) -> None:
+    typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
+    if not ((typed and key.shape == ()) or raw):
+        raise TypeError(f"key must be one JAX random key such as jax.random.key(0), got {key!r}")
+
+
 def sample(
     energy: Energy,
     key: jax.Array,
@@ -136,7 +144,7 @@ def sample(
     num_warmup: int = 1000,
     num_samples: int = 1000,
     num_chains: int = 4,
-    kernel: str = "nuts",
+    kernel: str | None = None,
     init: Mapping[str, Any] | None = None,
     progress: bool = False,
     state: HMCState | None = None,
@@ -154,11 +162,12 @@ def sample(
         num_warmup: adaptation steps (step size, diagonal or dense mass matrix).
         num_samples: draws kept per chain.
         num_chains: chains, run together with ``vmap``.
-        kernel: ``"nuts"`` or ``"hmc"``.
+        kernel: ``"nuts"`` (default) or ``"hmc"``.
         init: constrained starting values (name → value, optionally with a chain axis);
             by default each chain searches uniformly in (−2, 2) unconstrained.
         progress: show a tqdm bar (the run is split into chunks between host updates).
-        state: a previous run's ``Samples.state`` to continue from (``num_warmup=0``).
+        state: a previous run's ``Samples.state`` to continue from (``num_warmup=0``;
+            the kernel and its options come from the state).
         **kernel_options: NumPyro kernel options. Static (new values compile anew):
             ``max_tree_depth``, ``dense_mass``, ``adapt_step_size``,
             ``adapt_mass_matrix``, ``find_heuristic_step_size``,
@@ -180,29 +189,58 @@ def sample(
         >>> abs(float(s.draws["x"].mean()) - 1.0) < 0.1
         True
     """
-    continuous_space(energy, "ebm.sample")
-    settings, traced = split_options(kernel, num_warmup, num_samples, num_chains, kernel_options)
+    space = continuous_space(energy, "ebm.sample")
+    _check_key(key)
     if state is not None:
+        if not isinstance(state, ChainState):
+            raise TypeError("state must be a previous run's Samples.state")
         if num_warmup != 0:
             raise ValueError("continuing from a state needs num_warmup=0 (it is already adapted)")
         if init is not None:
             raise ValueError("give either state= (continue a run) or init=, not both")
-        got = jnp.shape(state.i)
+        if kernel not in (None, state.kernel) or kernel_options:
+            raise ValueError(
+                f"a continued run keeps the kernel and options of the state ({state.kernel!r}); "
+                f"got kernel={kernel!r} and options {sorted(kernel_options)}"
+            )
+        kernel, traced = state.kernel, state.traced
+        settings = Settings(KERNELS[kernel], 0, num_samples, num_chains, state.static)
+        split_options(kernel, 0, num_samples, num_chains, dict(state.static))  # checks counts
+        got = jnp.shape(state.hmc.i)
         if got != (num_chains,):
             raise ValueError(f"state has {got[0] if got else 1} chains but num_chains={num_chains}")
-        z0 = state.z
-    elif init is not None:
-        z0 = given_positions(energy, init, num_chains)
+        ts = transforms(space)
+        want = {k: (num_chains, *ts[k].inverse_shape(v.shape)) for k, v in space.items()}
+        have = {k: tuple(jnp.shape(v)) for k, v in state.hmc.z.items()}
+        if want != have:
+            raise ValueError(
+                f"the state's positions {have} do not fit this energy's unconstrained space {want}"
+            )
+        z0 = state.hmc.z
     else:
-        z0 = uniform_positions(energy, key, num_chains)
+        kernel = "nuts" if kernel is None else kernel
+        settings, traced = split_options(
+            kernel, num_warmup, num_samples, num_chains, kernel_options
+        )
+        z0 = (
+            given_positions(energy, init, num_chains)
+            if init is not None
+            else uniform_positions(energy, key, num_chains)
+        )
+    # a continued run draws its randomness from the new key
+    hmc_state = (
+        None if state is None else state.hmc._replace(rng_key=jax.random.split(key, num_chains))
+    )
     total = num_warmup + num_samples
     length = total if not progress else max(1, math.ceil(total / PROGRESS_CHUNKS))
-    run = partial(_advance, energy, key, traced=traced, settings=settings, length=length)
+    run = partial(
+        _advance, energy, key, traced=traced, settings=settings, length=length, chunked=progress
+    )
 
     def first_call(z0):
         """The first (or only) call, from ``z0``; invalid starts are searched or reported."""
-        st, recs, ok = run(z0=z0, state=state, start=jnp.asarray(0))
-        if state is None and not np.asarray(ok).all():
+        st, recs, ok = run(z0=z0, state=hmc_state, start=jnp.asarray(0))
+        if hmc_state is None and not np.asarray(ok).all():
             if init is not None:
                 raise_if_invalid(energy, z0, ok, searched=False)
             z0, found = search(energy, jax.random.fold_in(key, 1), num_chains)
@@ -234,4 +272,10 @@ def sample(
             lambda *c: jnp.concatenate(c, axis=1)[:, num_warmup:total], *chunks
         )
         recs = _finish_jit(energy, raw, settings.algo)
-    return Samples(draws=recs["draws"], stats=recs["stats"], state=st, energy=energy, kernel=kernel)
+    return Samples(
+        draws=recs["draws"],
+        stats=recs["stats"],
+        state=ChainState(st, kernel, settings.static, traced),
+        energy=energy,
+        kernel=kernel,
+    )

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 
 from ..energies import Energy
 
-__all__ = ["Samples"]
+__all__ = ["ChainState", "Samples"]
+
+
+class ChainState(NamedTuple):
+    """The last sampler state of every chain, with the settings needed to continue it.
+
+    Attributes:
+        hmc: NumPyro's ``HMCState`` with a leading chain axis (position ``z`` in the
+            unconstrained space, adapted step size and mass matrix in ``adapt_state``).
+        kernel: ``"nuts"`` or ``"hmc"``.
+        static: the static kernel options of the run.
+        traced: the traced kernel options of the run.
+    """
+
+    hmc: Any
+    kernel: str
+    static: tuple
+    traced: dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,8 +39,8 @@ class Samples:
             ``step_size``, ``tree_depth``, ``hamiltonian`` (NumPyro's ``HMCState.energy``),
             ``potential_energy`` (unconstrained, Jacobian included) and ``model_energy``
             (E at each draw).
-        state: the last sampler state per chain; pass it to ``ebm.sample(..., state=...)``
-            with ``num_warmup=0`` to continue.
+        state: a :class:`ChainState`: the last sampler state per chain; pass it to
+            ``ebm.sample(..., state=...)`` with ``num_warmup=0`` to continue.
         energy: the energy that was sampled.
         kernel: ``"nuts"`` or ``"hmc"``.
 
@@ -37,7 +54,7 @@ class Samples:
 
     draws: dict[str, jax.Array]
     stats: dict[str, jax.Array]
-    state: Any
+    state: ChainState
     energy: Energy
     kernel: str = "nuts"
 
