@@ -40,9 +40,11 @@ from .infer import (
     to_inference_data,
     unconstrain,
 )
+from .infer._langevin import langevin
 from .train import (
     L2,
     NCE,
+    ContrastiveDivergence,
     EnergyL2,
     FitError,
     FitResult,
@@ -60,6 +62,7 @@ __all__ = [
     "L2",
     "NCE",
     "Confinement",
+    "ContrastiveDivergence",
     "Energy",
     "EnergyDistribution",
     "EnergyL2",
@@ -81,6 +84,7 @@ __all__ = [
     "fit",
     "freeze",
     "init_params",
+    "langevin",
     "load",
     "logsumexp",
     "model",

@@ -1,6 +1,7 @@
 """Training: losses (NCE, score matching, contrastive divergence, margin), ``fit``,
 checkpoints."""
 
+from ._cd import ContrastiveDivergence
 from ._checkpoint import load, save
 from ._fit import FitError, FitResult, fit
 from ._loss import Loss, LossSum
@@ -11,6 +12,7 @@ from ._score_matching import ScoreMatching
 __all__ = [
     "L2",
     "NCE",
+    "ContrastiveDivergence",
     "EnergyL2",
     "FitError",
     "FitResult",

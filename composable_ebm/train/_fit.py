@@ -187,25 +187,31 @@ def fit(
     grad_fn = jax.value_and_grad(objective, has_aux=True)
 
     def step(carry, i, loss_c, data):
-        params, opt_state, state, key, bad = carry
+        params, opt_state, state, key, bad, prev, loss_bad = carry
         key, k_batch, k_loss = jax.random.split(key, 3)
         idx = jax.random.randint(k_batch, (batch_size,), 0, n)
         batch = jax.tree_util.tree_map(lambda a: a[idx], data)
         (value, (metrics, new_state)), grads = grad_fn(params, loss_c, state, batch, k_loss)
         updates, new_opt = opt.update(grads, opt_state, params)
         new_params = eqx.apply_updates(params, updates)
-        finite = jnp.isfinite(value) & _finite(grads)
-        bad = jnp.where((bad < 0) & ~finite & (i < steps), i, bad)
+        finite = jnp.isfinite(value) & _finite(grads) & _finite(new_params)
+        first_bad = (bad < 0) & ~finite & (i < steps)
+        bad = jnp.where(first_bad, i, bad)
+        # a non-finite loss condemns the parameters it was evaluated at: fall back to prev
+        loss_bad = loss_bad | (first_bad & ~jnp.isfinite(value))
         ok = (bad < 0) & (i < steps)
         keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
             lambda a, b: jnp.where(ok, a, b), new, old
         )
+        now = (params, opt_state, state)
         carry = (
             keep(new_params, params),
             keep(new_opt, opt_state),
             keep(new_state, state),
             key,
             bad,
+            keep(now, prev),
+            loss_bad,
         )
         return carry, metrics
 
@@ -217,10 +223,11 @@ def fit(
     def val_loss(params, loss_c, state, data, key):
         return objective(params, loss_c, state, data, key)[0]
 
-    carry = (params, opt_state, loss_state, k_train, jnp.asarray(-1))
+    start = (params, opt_state, loss_state)
+    carry = (*start, k_train, jnp.asarray(-1), start, jnp.asarray(False))
     history: dict[str, list] = {}
     val_hist: dict[str, list] = {"val_step": [], "val_loss": []}
-    done, stopped = 0, None
+    done, stopped, nonfinite = 0, None, False
     ckpt = pathlib.Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
         carry, info = load_tree(ckpt, carry)
@@ -252,12 +259,21 @@ def fit(
                 if msg:
                     warnings.warn(msg, RuntimeWarning, stacklevel=2)
             if bad >= 0:
-                done = bad
-                stopped = (
-                    f"the loss or its gradient became non-finite at step {bad}; training "
-                    f"stopped and the parameters after step {bad - 1} (the last good ones) "
-                    "are returned"
-                )
+                nonfinite = True
+                if bool(carry[6]):  # the loss itself: keep the parameters of the step before
+                    done = max(bad - 1, 0)
+                    last = (
+                        f"the parameters of step {bad - 1}, the last with a finite loss, are "
+                        "returned"
+                        if bad
+                        else "the initial parameters are returned"
+                    )
+                    what = "the loss"
+                else:
+                    done = bad
+                    last = f"the parameters of step {bad} (finite loss) are returned"
+                    what = "the gradient or the update"
+                stopped = f"{what} became non-finite at step {bad}; training stopped and {last}"
                 break
             done += count
             if bar is not None:
@@ -291,7 +307,9 @@ def fit(
             bar.close()
     if best is not None and patience is not None:
         carry = best
-    params, _, state, _, _ = carry
+    if carry[4] >= 0 and bool(carry[6]):  # the loss was non-finite at the last parameters
+        carry = (*carry[5], *carry[3:])
+    params, _, state = carry[:3]
     trained = eqx.combine(params[0], static_e)
     hist = {k: np.concatenate(v) if v else np.zeros(0) for k, v in history.items()}
     if val_rows is not None:
@@ -306,7 +324,7 @@ def fit(
         loss_params=params[1],
         loss_state=state,
     )
-    if stopped is not None and stopped.startswith("the loss"):
+    if nonfinite:
         if on_nonfinite == "raise":
             raise FitError(stopped, result)
         warnings.warn(stopped, RuntimeWarning, stacklevel=2)
