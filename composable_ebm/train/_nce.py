@@ -9,6 +9,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 from jax.flatten_util import ravel_pytree
 
@@ -98,14 +99,24 @@ class NCE(Loss):
             jax.nn.softplus(g_noise - log_nu)
         )
         accuracy = 0.5 * (jnp.mean(g_data > log_nu) + jnp.mean(g_noise < log_nu))
-        return loss, {"loss": loss, "accuracy": accuracy, "log_z": c}, state
+        # the fraction of noise samples scored below every data point of the batch: about
+        # 1/n when noise and data overlap, 1 when the noise is far from the data
+        separation = jnp.mean(g_noise < jnp.min(g_data))
+        metrics = {"loss": loss, "accuracy": accuracy, "separation": separation}
+        return loss, {**metrics, "log_z": c}, state
 
     def log_z(self, params: Any) -> jax.Array | None:
         return params["log_z"]
 
     def check_start(self, metrics: Mapping[str, Any]) -> str | None:
-        acc = metrics.get("accuracy")
-        if acc is not None and len(acc) and float(jnp.mean(jnp.asarray(acc)[:20])) > 0.99:
+        # c starts balanced on the data, so the accuracy alone stays near ½ to ¾ even for
+        # noise far away: the telling sign is noise scored below all of the data
+        first = [
+            float(np.mean(np.asarray(metrics[k])[:20]))
+            for k in ("accuracy", "separation")
+            if k in metrics and len(metrics[k])
+        ]
+        if first and max(first) > 0.99:
             return (
                 "NCE: the classifier separates data from noise almost perfectly from the "
                 "first steps, so the loss is flat and little is learned: the noise is too far "
