@@ -100,7 +100,8 @@ def test_continue_from_state(gamma_run):
     assert more.draws["s"].shape == (4, 1000)
     # no more adaptation: the step size and mass matrix are the ones the first run reached
     np.testing.assert_allclose(
-        more.stats["step_size"], np.broadcast_to(s.state.hmc.adapt_state.step_size[:, None], (4, 1000))
+        more.stats["step_size"],
+        np.broadcast_to(s.state.hmc.adapt_state.step_size[:, None], (4, 1000)),
     )
     np.testing.assert_array_equal(
         more.state.hmc.adapt_state.inverse_mass_matrix, s.state.hmc.adapt_state.inverse_mass_matrix

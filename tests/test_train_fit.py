@@ -328,7 +328,7 @@ def _a(E):
 
 def test_nonfinite_loss_stops_with_last_good_parameters():
     x = np.random.default_rng(0).normal(0.0, 0.5, 1024).astype(np.float32)
-    kw = dict(optimizer=optax.sgd(0.05), key=jax.random.key(0), progress=False, chunk_size=16)
+    kw = dict(optimizer=optax.sgd(0.2), key=jax.random.key(0), progress=False, chunk_size=16)
     with pytest.warns(RuntimeWarning, match=r"non-finite at step \d+"):
         r = ebm.fit(_blowing_up(), x, ebm.NCE(), steps=500, **kw)
     bad = int(re.search(r"non-finite at step (\d+);", r.stopped).group(1))
@@ -427,3 +427,20 @@ def test_fit_argument_errors():
         ebm.fit(ebm.freeze(_gauss()), x, ebm.ScoreMatching(), key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"data\['x'\] has shape \(64, 3\)"):
         ebm.fit(_gauss(), _normal(64, 0.0, 1.0, 0, d=3), ebm.ScoreMatching(), key=jax.random.key(0))
+
+
+def test_one_trace_per_fit_call():
+    from composable_ebm.train._fit import TRACE_COUNT
+
+    x = _normal(256, 0.0, 1.0, 0)
+    n = TRACE_COUNT["fit"]
+    ebm.fit(
+        _gauss(),
+        x,
+        ebm.ScoreMatching("sliced"),
+        steps=30,
+        chunk_size=10,
+        key=jax.random.key(0),
+        progress=False,
+    )
+    assert TRACE_COUNT["fit"] == n + 1  # three chunks, one compiled function

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import os
@@ -21,6 +22,9 @@ from ._checkpoint import load_tree, save_tree
 from ._loss import Loss
 
 __all__ = ["FitError", "FitResult", "fit"]
+
+# How many times a training chunk has been traced, for tests that check reuse.
+TRACE_COUNT: collections.Counter = collections.Counter()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,6 +221,7 @@ def fit(
 
     @eqx.filter_jit
     def run_chunk(carry, start, loss_c, data):
+        TRACE_COUNT["fit"] += 1
         return jax.lax.scan(lambda c, i: step(c, i, loss_c, data), carry, start + jnp.arange(chunk))
 
     @eqx.filter_jit
@@ -224,7 +229,8 @@ def fit(
         return objective(params, loss_c, state, data, key)[0]
 
     start = (params, opt_state, loss_state)
-    carry = (*start, k_train, jnp.asarray(-1), start, jnp.asarray(False))
+    # strongly typed flags: a weak type here would retrace the chunk after its first call
+    carry = (*start, k_train, jnp.asarray(-1, jnp.int32), start, jnp.asarray(False))
     history: dict[str, list] = {}
     val_hist: dict[str, list] = {"val_step": [], "val_loss": []}
     done, stopped, nonfinite = 0, None, False
@@ -247,7 +253,7 @@ def fit(
     warned_start = done > 0
     try:
         while done < steps and stopped is None:
-            carry, metrics = run_chunk(carry, jnp.asarray(done), loss_c, data)
+            carry, metrics = run_chunk(carry, jnp.asarray(done, jnp.int32), loss_c, data)
             bad = int(carry[4])
             count = min(chunk, steps - done) if bad < 0 else bad - done
             metrics = {k: np.asarray(v)[:count] for k, v in metrics.items()}

@@ -77,15 +77,17 @@ class ScoreMatching(Loss):
 
             losses = jax.vmap(per_row)(rows)
         elif self.kind == "sliced":
-            v = jax.random.rademacher(key, (n, self.num_projections, d), dtype=rows.dtype)
+            m = self.num_projections
+            v = jax.random.rademacher(key, (n, m, d), dtype=rows.dtype)
 
             def per_row(x, vs):
-                def hvp(v):
-                    return jax.jvp(grad, (x,), (v,))
-
-                g, hv = jax.vmap(hvp)(vs)
-                quad = jnp.mean(jnp.sum(vs * hv, axis=1))
-                return 0.5 * jnp.sum(g[0] * g[0]) - quad
+                if m == 1:  # one Hessian-vector product, no projection axis
+                    g, hv = jax.jvp(grad, (x,), (vs[0],))
+                    quad = jnp.sum(vs[0] * hv)
+                else:
+                    g, hv = jax.vmap(lambda v: jax.jvp(grad, (x,), (v,)))(vs)
+                    g, quad = g[0], jnp.mean(jnp.sum(vs * hv, axis=1))
+                return 0.5 * jnp.sum(g * g) - quad
 
             losses = jax.vmap(per_row)(rows, v)
         else:
