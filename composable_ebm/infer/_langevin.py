@@ -22,6 +22,7 @@ import numpy as np
 
 from .._param import float_dtype
 from .._space import describe_support, support_key
+from .._values import leading_axis_values
 from ..energies import Energy
 
 __all__ = [
@@ -255,35 +256,5 @@ def langevin(
     eps = jnp.asarray(np.asarray(step_size, dtype=float_dtype()))
     if eps.ndim != 0 or not (math.isfinite(float(eps)) and float(eps) > 0):
         raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
-    if not isinstance(init, Mapping):
-        if len(space) != 1:
-            raise TypeError(
-                f"init is an array but the energy has variables {sorted(space)}: pass a "
-                "mapping name → array (num_chains, *shape)"
-            )
-        init = {next(iter(space)): init}
-    unknown, missing = sorted(set(init) - set(space)), sorted(set(space) - set(init))
-    if unknown or missing:
-        raise KeyError(
-            f"init: unknown variable(s) {unknown}, missing variable(s) {missing}; the "
-            f"energy's free variables are {sorted(space)}"
-        )
-    position, chains = {}, None
-    for name, var in space.items():
-        x = jnp.asarray(init[name])
-        if not jnp.issubdtype(x.dtype, jnp.floating) or x.weak_type:
-            x = x.astype(float_dtype())
-        if x.ndim != len(var.shape) + 1 or x.shape[1:] != var.shape:
-            raise ValueError(
-                f"init[{name!r}] has shape {x.shape}; expected (num_chains, *{var.shape}) "
-                f"for variable {name!r} of shape {var.shape}"
-            )
-        if chains is not None and x.shape[0] != chains:
-            raise ValueError(
-                f"init: variables have different numbers of chains ({chains}, {x.shape[0]})"
-            )
-        chains = x.shape[0]
-        position[name] = x
-    if not chains:
-        raise ValueError("init has no chains (leading axis of length 0)")
+    position, _ = leading_axis_values(space, init, "init", "chains")
     return _run(E, key, position, eps, int(num_steps), bool(adjusted))

@@ -9,6 +9,7 @@ import os
 import pathlib
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import equinox as eqx
@@ -190,8 +191,8 @@ def fit(
 
     grad_fn = jax.value_and_grad(objective, has_aux=True)
 
-    def step(carry, i, loss_c, data):
-        params, opt_state, state, key, bad, prev, loss_bad = carry
+    def step(carry, i, limit, loss_c, data, guarded):
+        params, opt_state, state, key, bad, loss_bad = carry
         key, k_batch, k_loss = jax.random.split(key, 3)
         idx = jax.random.randint(k_batch, (batch_size,), 0, n)
         batch = jax.tree_util.tree_map(lambda a: a[idx], data)
@@ -199,38 +200,33 @@ def fit(
         updates, new_opt = opt.update(grads, opt_state, params)
         new_params = eqx.apply_updates(params, updates)
         finite = jnp.isfinite(value) & _finite(grads) & _finite(new_params)
-        first_bad = (bad < 0) & ~finite & (i < steps)
+        first_bad = (bad < 0) & ~finite & (i < limit)
         bad = jnp.where(first_bad, i, bad)
-        # a non-finite loss condemns the parameters it was evaluated at: fall back to prev
         loss_bad = loss_bad | (first_bad & ~jnp.isfinite(value))
-        ok = (bad < 0) & (i < steps)
-        keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
-            lambda a, b: jnp.where(ok, a, b), new, old
-        )
-        now = (params, opt_state, state)
-        carry = (
-            keep(new_params, params),
-            keep(new_opt, opt_state),
-            keep(new_state, state),
-            key,
-            bad,
-            keep(now, prev),
-            loss_bad,
-        )
-        return carry, metrics
+        new = (new_params, new_opt, new_state)
+        if guarded:  # replays and partial chunks: only steps before `limit` update
+            ok = i < limit
+            new = jax.tree_util.tree_map(
+                lambda a, b: jnp.where(ok, a, b), new, (params, opt_state, state)
+            )
+        return (*new, key, bad, loss_bad), metrics
 
     @eqx.filter_jit
-    def run_chunk(carry, start, loss_c, data):
+    def run_chunk(carry, start, limit, loss_c, data, guarded):
+        """``chunk`` steps from ``start``. Unguarded (the usual case) every step updates and
+        only the first non-finite step is recorded; the host then replays the chunk guarded
+        up to the last good step, a variant compiled only when it is needed."""
         TRACE_COUNT["fit"] += 1
-        return jax.lax.scan(lambda c, i: step(c, i, loss_c, data), carry, start + jnp.arange(chunk))
+        return jax.lax.scan(
+            lambda c, i: step(c, i, limit, loss_c, data, guarded), carry, start + jnp.arange(chunk)
+        )
 
     @eqx.filter_jit
     def val_loss(params, loss_c, state, data, key):
         return objective(params, loss_c, state, data, key)[0]
 
-    start = (params, opt_state, loss_state)
     # strongly typed flags: a weak type here would retrace the chunk after its first call
-    carry = (*start, k_train, jnp.asarray(-1, jnp.int32), start, jnp.asarray(False))
+    carry = (params, opt_state, loss_state, k_train, jnp.asarray(-1, jnp.int32), jnp.asarray(False))
     history: dict[str, list] = {}
     val_hist: dict[str, list] = {"val_step": [], "val_loss": []}
     done, stopped, nonfinite = 0, None, False
@@ -240,6 +236,12 @@ def fit(
         done = int(info["step"])
         history = {k: [np.asarray(v)] for k, v in info.get("history", {}).items()}
         val_hist = {k: list(v) for k, v in info.get("val_history", val_hist).items()}
+    # a chunk that divides the remaining steps needs no guarded last chunk: one compiled
+    # function, and a resumed run computes exactly what an uninterrupted one does
+    whole = math.gcd(steps, done) if 0 < done < steps else steps
+    divisor = max(c for c in range(1, chunk + 1) if whole % c == 0)
+    if divisor * 4 >= chunk:
+        chunk = divisor
     best, best_val, since_best = None, math.inf, 0
     val_rows = None
     if val_data is not None:
@@ -252,8 +254,12 @@ def fit(
         bar = tqdm(total=steps, initial=min(done, steps), desc="fit")
     warned_start = done > 0
     try:
+        before_prev = None
         while done < steps and stopped is None:
-            carry, metrics = run_chunk(carry, jnp.asarray(done, jnp.int32), loss_c, data)
+            before, at = carry, done
+            i32 = partial(jnp.asarray, dtype=jnp.int32)
+            partial_chunk = done + chunk > steps
+            carry, metrics = run_chunk(carry, i32(done), i32(steps), loss_c, data, partial_chunk)
             bad = int(carry[4])
             count = min(chunk, steps - done) if bad < 0 else bad - done
             metrics = {k: np.asarray(v)[:count] for k, v in metrics.items()}
@@ -266,7 +272,7 @@ def fit(
                     warnings.warn(msg, RuntimeWarning, stacklevel=2)
             if bad >= 0:
                 nonfinite = True
-                if bool(carry[6]):  # the loss itself: keep the parameters of the step before
+                if bool(carry[5]):  # the loss itself: keep the parameters of the step before
                     done = max(bad - 1, 0)
                     last = (
                         f"the parameters of step {bad - 1}, the last with a finite loss, are "
@@ -280,7 +286,12 @@ def fit(
                     last = f"the parameters of step {bad} (finite loss) are returned"
                     what = "the gradient or the update"
                 stopped = f"{what} became non-finite at step {bad}; training stopped and {last}"
+                # replay up to the last good step (same keys, same batches: same values)
+                base, base_at = (before, at) if done >= at or before_prev is None else before_prev
+                replayed, _ = run_chunk(base, i32(base_at), i32(done), loss_c, data, True)
+                carry = (*replayed[:4], carry[4], carry[5])
                 break
+            before_prev = (before, at)
             done += count
             if bar is not None:
                 bar.update(count)
@@ -313,8 +324,6 @@ def fit(
             bar.close()
     if best is not None and patience is not None:
         carry = best
-    if carry[4] >= 0 and bool(carry[6]):  # the loss was non-finite at the last parameters
-        carry = (*carry[5], *carry[3:])
     params, _, state = carry[:3]
     trained = eqx.combine(params[0], static_e)
     hist = {k: np.concatenate(v) if v else np.zeros(0) for k, v in history.items()}

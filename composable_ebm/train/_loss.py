@@ -9,8 +9,10 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .._values import leading_axis_values
 from ..energies import Energy
 
 __all__ = ["Loss", "LossSum", "flat_energy", "normalize_data"]
@@ -23,46 +25,14 @@ def normalize_data(energy: Energy, data: Any, what: str = "data") -> dict[str, j
 
     A bare array is accepted for a one-variable energy. NaN or infinite values are rejected.
     """
-    space = energy.space
-    if not isinstance(data, Mapping):
-        if len(space) != 1:
-            raise TypeError(
-                f"{what} is an array but the energy has variables {sorted(space)}: pass a "
-                "mapping name → array"
-            )
-        data = {next(iter(space)): data}
-    unknown, missing = sorted(set(data) - set(space)), sorted(set(space) - set(data))
-    if unknown or missing:
-        raise KeyError(
-            f"{what}: unknown variable(s) {unknown}, missing variable(s) {missing}; the "
-            f"energy's free variables are {sorted(space)}"
-        )
-    out, n = {}, None
-    for name, var in space.items():
-        x = jnp.asarray(data[name])
-        if not var.is_discrete and not jnp.issubdtype(x.dtype, jnp.inexact):
-            x = x.astype(jnp.result_type(float))
-        shape = var.shape if var.shape is not None else x.shape[1:]
-        if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
-            raise ValueError(
-                f"{what}[{name!r}] has shape {x.shape}; expected (N, *{shape}) for variable "
-                f"{name!r} of shape {shape}"
-            )
-        if n is None:
-            n = x.shape[0]
-        elif x.shape[0] != n:
-            raise ValueError(
-                f"{what}: variables have different numbers of rows ({n}, {x.shape[0]})"
-            )
+    out, _ = leading_axis_values(energy.space, data, what)
+    for name, x in out.items():
         if jnp.issubdtype(x.dtype, jnp.inexact):
-            bad = int(jnp.size(x) - jnp.sum(jnp.isfinite(x)))
+            bad = int(np.size(x) - np.isfinite(np.asarray(x)).sum())  # on the host
             if bad:
                 raise ValueError(
                     f"{what}[{name!r}] has {bad} NaN or infinite value(s); clean the data first"
                 )
-        out[name] = x
-    if not n:
-        raise ValueError(f"{what} has no rows")
     return out
 
 

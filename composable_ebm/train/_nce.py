@@ -33,15 +33,14 @@ class FittedGaussian(eqx.Module):
     inv_chol: jax.Array
 
     def __init__(self, rows: jax.Array):
-        mean = jnp.mean(rows, axis=0)
-        cov = jnp.atleast_2d(jnp.cov(rows, rowvar=False))
+        r = np.asarray(rows, dtype=np.float64)  # fitted once, on the host
+        mean = r.mean(axis=0)
+        cov = np.atleast_2d(np.cov(r, rowvar=False))
         d = cov.shape[0]
-        cov = cov + 1e-6 * jnp.trace(cov) / d * jnp.eye(d, dtype=cov.dtype)
-        chol = jnp.linalg.cholesky(cov)
-        self.mean, self.chol = mean, chol
-        self.inv_chol = jax.scipy.linalg.solve_triangular(
-            chol, jnp.eye(d, dtype=cov.dtype), lower=True
-        )
+        cov = cov + 1e-6 * np.trace(cov) / d * np.eye(d)
+        chol = np.linalg.cholesky(cov)
+        self.mean, self.chol = as_float(mean), as_float(chol)
+        self.inv_chol = as_float(np.linalg.inv(chol))
 
     def log_prob(self, rows: jax.Array) -> jax.Array:
         """log N(x; mean, cov) for each row of ``rows`` (n, d)."""
