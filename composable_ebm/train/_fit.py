@@ -182,7 +182,7 @@ def fit(
     opt = optimizer if optimizer is not None else optax.adam(1e-3)
     if clip_norm is not None:
         opt = optax.chain(optax.clip_by_global_norm(clip_norm), opt)
-    opt_state = opt.init(params)
+    opt_state = eqx.filter_jit(opt.init)(params)  # one compile, not op-by-op dispatch
 
     def objective(params, loss_c, state, batch, key):
         e = eqx.combine(params[0], static_e)
@@ -199,7 +199,8 @@ def fit(
         (value, (metrics, new_state)), grads = grad_fn(params, loss_c, state, batch, k_loss)
         updates, new_opt = opt.update(grads, opt_state, params)
         new_params = eqx.apply_updates(params, updates)
-        finite = jnp.isfinite(value) & _finite(grads) & _finite(new_params)
+        # a non-finite gradient or update shows in the new parameters: one pass suffices
+        finite = jnp.isfinite(value) & _finite(new_params)
         first_bad = (bad < 0) & ~finite & (i < limit)
         bad = jnp.where(first_bad, i, bad)
         loss_bad = loss_bad | (first_bad & ~jnp.isfinite(value))

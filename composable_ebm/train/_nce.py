@@ -103,24 +103,24 @@ class NCE(Loss):
         loss = NCE(noise=noise, ratio=self.ratio, flat=flat)
         # start c where the classifier is balanced on the data: c = mean(−E − log p_noise)
         sub = {k: v[:1024] for k, v in data.items()}
-        g0 = -batch_energies(energy, sub) - loss._noise_log_prob(energy, sub)
-        return loss, {"log_z": as_float(jnp.mean(g0))}, None
+        return loss, {"log_z": as_float(_balanced_log_z(loss, energy, sub))}, None
 
     def _noise_log_prob(self, energy: Energy, batch: Mapping[str, jax.Array]) -> jax.Array:
-        # one row at a time: NumPyro broadcasts batches by rank promotion
         if self.flat:
             rows = jax.vmap(lambda p: ravel_pytree(p)[0])(dict(batch))
             return self.noise.log_prob(rows)
         (x,) = batch.values()
-        return jax.vmap(lambda r: jnp.sum(self.noise.log_prob(r)))(x)
+        with jax.numpy_rank_promotion("allow"):  # NumPyro broadcasts batches by rank
+            lp = self.noise.log_prob(x)
+        return jnp.sum(lp.reshape(lp.shape[0], -1), axis=1)
 
     def _noise_sample(self, energy: Energy, example: Mapping[str, jax.Array], key, n):
         if self.flat:
             _, unravel = ravel_pytree({k: v[0] for k, v in example.items()})
             return jax.vmap(unravel)(self.noise.sample(key, n))
-        draws = jax.vmap(self.noise.sample)(jax.random.split(key, n))
         (name,) = example
-        return {name: draws}
+        with jax.numpy_rank_promotion("allow"):  # one batched draw, not n keyed ones
+            return {name: self.noise.sample(key, (n,))}
 
     def value(self, energy, params, state, batch, key):
         n = next(iter(batch.values())).shape[0]
@@ -159,6 +159,12 @@ class NCE(Loss):
                 "noise closer to it"
             )
         return None
+
+
+@eqx.filter_jit
+def _balanced_log_z(loss: NCE, energy: Energy, rows: Mapping[str, jax.Array]) -> jax.Array:
+    """mean(−E − log p_noise) over data rows: one compiled call, not op-by-op dispatch."""
+    return jnp.mean(-batch_energies(energy, rows) - loss._noise_log_prob(energy, rows))
 
 
 def _is_normalized(energy: Energy, data: Any) -> bool:
