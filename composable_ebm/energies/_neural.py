@@ -81,7 +81,10 @@ def spectral_norm(weight: jax.Array) -> jax.Array:
     _, vecs = jnp.linalg.eigh(tri)
     v = basis.T @ vecs[:, -1]
     v = jax.lax.stop_gradient(v / jnp.maximum(jnp.linalg.norm(v), tiny))
-    return jnp.linalg.norm(w @ v) if gram_in else jnp.linalg.norm(v @ w)
+    wv = w @ v if gram_in else v @ w
+    sq = jnp.sum(wv * wv)
+    positive = sq > 0  # the double where keeps the gradient finite (zero) at W = 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
 class NeuralEnergy(Energy):

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "load", "load_tree", "save", "save_tree"]
+__all__ = ["FORMAT_VERSION", "check_writable", "load", "load_tree", "save", "save_tree"]
 
 FORMAT_VERSION = 1
 
@@ -63,15 +63,50 @@ def save_tree(path: str | os.PathLike, tree: Any, info: dict | None = None) -> p
             f"cannot save to {path}: folder {folder} is not writable ({e})"
         ) from e
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as a plain open() would (mkstemp makes it 0600)
         with os.fdopen(fd, "wb") as f:
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(folder)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _fsync_dir(folder: pathlib.Path) -> None:
+    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise now, before any work, if ``path`` cannot be written (folder missing or
+    read-only)."""
+    path = pathlib.Path(path)
+    folder = path.parent if str(path.parent) else pathlib.Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot save to {path}: folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise PermissionError(
+            f"cannot save to {path}: folder {folder} is not writable ({e})"
+        ) from e
+    os.close(fd)
+    pathlib.Path(tmp).unlink(missing_ok=True)
 
 
 def load_tree(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from ..energies import Energy, trainable_mask
-from ._checkpoint import load_tree, save_tree
+from ._checkpoint import check_writable, load_tree, save_tree
 from ._loss import Loss
 
 __all__ = ["FitError", "FitResult", "fit"]
@@ -129,8 +129,9 @@ def fit(
         callback: ``callback(step, metrics, energy)`` after each chunk; return ``False``
             to stop.
         validation: held-out data; its loss is computed after each chunk
-            (``history["val_loss"]``); with ``patience`` the best parameters are kept and
-            training stops after ``patience`` chunks without improvement.
+            (``history["val_loss"]``); with ``patience`` the best parameters are returned
+            (``FitResult.steps`` is then the step they come from) and training stops after
+            ``patience`` chunks without improvement.
         patience: early stopping, in chunks without improvement of the validation loss.
         clip_norm: clip gradients to this global norm.
         chunk_size: steps per compiled chunk.
@@ -232,6 +233,8 @@ def fit(
     val_hist: dict[str, list] = {"val_step": [], "val_loss": []}
     done, stopped, nonfinite = 0, None, False
     ckpt = pathlib.Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None:
+        check_writable(ckpt)  # fail now, not after the first chunk of training
     if ckpt is not None and ckpt.exists():
         carry, info = load_tree(ckpt, carry)
         done = int(info["step"])
@@ -240,10 +243,12 @@ def fit(
     # a chunk that divides the remaining steps needs no guarded last chunk: one compiled
     # function, and a resumed run computes exactly what an uninterrupted one does
     whole = math.gcd(steps, done) if 0 < done < steps else steps
+    if ckpt is not None and checkpoint_every:
+        whole = math.gcd(whole, int(checkpoint_every))  # chunks end on every checkpoint
     divisor = max(c for c in range(1, chunk + 1) if whole % c == 0)
     if divisor * 4 >= chunk:
         chunk = divisor
-    best, best_val, since_best = None, math.inf, 0
+    best, best_val, best_at, since_best = None, math.inf, 0, 0
     val_rows = None
     if val_data is not None:
         val_rows = jax.tree_util.tree_map(lambda a: a[: max(batch_size, 4096)], val_data)
@@ -288,7 +293,14 @@ def fit(
                     what = "the gradient or the update"
                 stopped = f"{what} became non-finite at step {bad}; training stopped and {last}"
                 # replay up to the last good step (same keys, same batches: same values)
-                base, base_at = (before, at) if done >= at or before_prev is None else before_prev
+                if done < at and before_prev is None:  # resumed: no earlier step is kept
+                    done = at
+                    last = (
+                        f"the parameters of the resumed step {at} are returned (the checkpoint "
+                        "holds no earlier step; their loss is not finite)"
+                    )
+                    stopped = f"{what} became non-finite at step {bad}; training stopped and {last}"
+                base, base_at = (before, at) if done >= at else before_prev
                 replayed, _ = run_chunk(base, i32(base_at), i32(done), loss_c, data, True)
                 carry = (*replayed[:4], carry[4], carry[5])
                 break
@@ -303,7 +315,7 @@ def fit(
                 val_hist["val_step"].append(done)
                 val_hist["val_loss"].append(v)
                 if v < best_val:
-                    best_val, best, since_best = v, carry, 0
+                    best_val, best, best_at, since_best = v, carry, done, 0
                 else:
                     since_best += 1
                     if patience is not None and since_best >= patience:
@@ -323,8 +335,11 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
-    if best is not None and patience is not None:
-        carry = best
+    if best is not None and patience is not None and best_at != done:
+        # with patience the best validated parameters are returned, from the step they had
+        carry, done = best, best_at
+        if stopped is not None and not stopped.startswith("early stopping"):
+            stopped += f"; with patience, the best validated parameters (step {best_at}) instead"
     params, _, state = carry[:3]
     trained = eqx.combine(params[0], static_e)
     hist = {k: np.concatenate(v) if v else np.zeros(0) for k, v in history.items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -66,6 +66,8 @@ class Loss(eqx.Module):
         -1.0
     """
 
+    regularizer: ClassVar[bool] = False  # True: reads any data form, defers to the others
+
     def normalize(self, energy: Energy, data: Any) -> Any:
         """Check the training data and bring it to the form ``value`` takes."""
         return normalize_data(energy, data)
@@ -111,7 +113,8 @@ class LossSum(Loss):
         self.terms = tuple(flat)
 
     def normalize(self, energy: Energy, data: Any) -> Any:
-        return self.terms[0].normalize(energy, data)
+        primary = next((t for t in self.terms if not t.regularizer), self.terms[0])
+        return primary.normalize(energy, data)
 
     def setup(self, energy: Energy, data: Any, key: jax.Array) -> tuple[Loss, Any, Any]:
         keys = jax.random.split(key, len(self.terms))

@@ -66,8 +66,9 @@ class NCE(Loss):
     is learned with the energy and tends to log Z (``FitResult.log_z``).
 
     Args:
-        noise: a NumPyro distribution over the (single) variable; by default a Gaussian
-            fitted to the data's mean and covariance (all variables, flattened).
+        noise: a NumPyro distribution whose draws have the shape of the energy's single
+            variable; by default a Gaussian fitted to the data's mean and covariance (any
+            number of variables, flattened).
         ratio: ν, noise samples per data point.
 
     Example:
@@ -98,8 +99,18 @@ class NCE(Loss):
         noise, flat = self.noise, False
         if noise is None:
             noise, flat = FittedGaussian(rows), True
-        elif len(energy.space) != 1:
-            raise ValueError("a custom NCE noise needs an energy over one variable")
+        else:
+            if len(energy.space) != 1:
+                raise ValueError(
+                    f"a custom NCE noise needs an energy over one variable, got "
+                    f"{sorted(energy.space)}; leave noise=None for the fitted Gaussian"
+                )
+            ((name, var),) = energy.space.items()
+            got = tuple(noise.batch_shape) + tuple(noise.event_shape)
+            if got != var.shape:
+                raise ValueError(
+                    f"NCE noise draws have shape {got} but variable {name!r} has shape {var.shape}"
+                )
         loss = NCE(noise=noise, ratio=self.ratio, flat=flat)
         # start c where the classifier is balanced on the data: c = mean(−E − log p_noise)
         sub = {k: v[:1024] for k, v in data.items()}

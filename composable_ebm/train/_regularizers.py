@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -63,6 +63,7 @@ class L2(Loss):
     """
 
     weight: Any = 1e-4
+    regularizer: ClassVar[bool] = True
 
     def __post_init__(self):
         self.weight = as_float(self.weight)
@@ -87,6 +88,7 @@ class EnergyL2(Loss):
     """
 
     weight: Any = 1.0
+    regularizer: ClassVar[bool] = True
 
     def __post_init__(self):
         self.weight = as_float(self.weight)
