@@ -31,6 +31,20 @@ def _pack(tree: Any) -> tuple[list[np.ndarray], list[dict]]:
     return arrays, meta
 
 
+def _open_temp(path: pathlib.Path) -> tuple[int, str, pathlib.Path]:
+    """A new temporary file beside ``path``; errors name the path and the folder."""
+    folder = path.parent if str(path.parent) else pathlib.Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot save to {path}: folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise PermissionError(
+            f"cannot save to {path}: folder {folder} is not writable ({e})"
+        ) from e
+    return fd, tmp, folder
+
+
 def save_tree(path: str | os.PathLike, tree: Any, info: dict | None = None) -> pathlib.Path:
     """Write the array leaves of a pytree to ``path`` (``.npz``) atomically.
 
@@ -53,15 +67,7 @@ def save_tree(path: str | os.PathLike, tree: Any, info: dict | None = None) -> p
         __header__=np.frombuffer(json.dumps(header).encode(), np.uint8),
         **{f"leaf_{i}": a for i, a in enumerate(arrays)},
     )
-    folder = path.parent if str(path.parent) else pathlib.Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"cannot save to {path}: folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise PermissionError(
-            f"cannot save to {path}: folder {folder} is not writable ({e})"
-        ) from e
+    fd, tmp, folder = _open_temp(path)
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -96,15 +102,7 @@ def check_writable(path: str | os.PathLike) -> None:
     """Raise now, before any work, if ``path`` cannot be written (folder missing or
     read-only)."""
     path = pathlib.Path(path)
-    folder = path.parent if str(path.parent) else pathlib.Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"cannot save to {path}: folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise PermissionError(
-            f"cannot save to {path}: folder {folder} is not writable ({e})"
-        ) from e
+    fd, tmp, _ = _open_temp(path)
     os.close(fd)
     pathlib.Path(tmp).unlink(missing_ok=True)
 

@@ -52,7 +52,19 @@ class MarginLoss(Loss):
         return loss, {"loss": loss, "violations": jnp.mean(self.margin + gap > 0)}, state
 
 
-class L2(Loss):
+class _Regularizer(Loss):
+    """A penalty added to another loss: reads whatever data form that loss takes."""
+
+    regularizer: ClassVar[bool] = True
+
+    def __post_init__(self):
+        self.weight = as_float(self.weight)
+
+    def normalize(self, energy: Energy, data: Any) -> Any:
+        return data if isinstance(data, (tuple, list)) else normalize_data(energy, data)
+
+
+class L2(_Regularizer):
     """weight · Σ θ² over the energy's trainable arrays (weight decay as a loss term).
 
     Example:
@@ -63,13 +75,6 @@ class L2(Loss):
     """
 
     weight: Any = 1e-4
-    regularizer: ClassVar[bool] = True
-
-    def __post_init__(self):
-        self.weight = as_float(self.weight)
-
-    def normalize(self, energy: Energy, data: Any) -> Any:
-        return data if isinstance(data, (tuple, list)) else normalize_data(energy, data)
 
     def value(self, energy, params, state, batch, key):
         leaves = jax.tree_util.tree_leaves(eqx.filter(energy, trainable_mask(energy)))
@@ -77,7 +82,7 @@ class L2(Loss):
         return penalty, {"l2": penalty}, state
 
 
-class EnergyL2(Loss):
+class EnergyL2(_Regularizer):
     """weight · mean E(x)² over the data batch: keeps energies near zero (IGEBM's recipe).
 
     Example:
@@ -88,13 +93,6 @@ class EnergyL2(Loss):
     """
 
     weight: Any = 1.0
-    regularizer: ClassVar[bool] = True
-
-    def __post_init__(self):
-        self.weight = as_float(self.weight)
-
-    def normalize(self, energy: Energy, data: Any) -> Any:
-        return data if isinstance(data, (tuple, list)) else normalize_data(energy, data)
 
     def value(self, energy, params, state, batch, key):
         rows = batch[0] if isinstance(batch, tuple) else batch
