@@ -3,10 +3,11 @@ checkpoints."""
 
 from ._cd import ContrastiveDivergence
 from ._checkpoint import load, save
-from ._fit import FitError, FitResult, fit
+from ._fit import fit
 from ._loss import Loss, LossSum
 from ._nce import NCE
 from ._regularizers import L2, EnergyL2, MarginLoss
+from ._result import FitError, FitResult
 from ._score_matching import ScoreMatching
 
 __all__ = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import math
 import os
 import pathlib
@@ -21,65 +20,12 @@ import optax
 from ..energies import Energy, trainable_mask
 from ._checkpoint import check_writable, load_tree, save_tree
 from ._loss import Loss
+from ._result import FitError, FitResult
 
 __all__ = ["FitError", "FitResult", "fit"]
 
 # How many times a training chunk has been traced, for tests that check reuse.
 TRACE_COUNT: collections.Counter = collections.Counter()
-
-
-@dataclasses.dataclass(frozen=True)
-class FitResult:
-    """What :func:`fit` returns.
-
-    Attributes:
-        energy: the trained energy (frozen parts and conditioned values unchanged).
-        history: per-step metrics, name → array (``loss`` always); validation metrics
-            as ``val_step`` and ``val_loss`` when validation data was given.
-        log_z: the log-normaliser learned by NCE; ``None`` for other losses.
-        stopped: ``None`` when all steps ran, else why training stopped early.
-        steps: the number of steps whose updates were applied.
-        loss_params: the loss's own trained parameters (NCE's log Z).
-        loss_state: the loss's final state (contrastive divergence's replay buffer).
-
-    Example:
-        >>> import jax, jax.numpy as jnp, composable_ebm as ebm
-        >>> r = ebm.fit(ebm.Gaussian("x", jnp.zeros(1), cov=1.0), jnp.ones((64, 1)),
-        ...             ebm.ScoreMatching("exact"), steps=10, key=jax.random.key(0),
-        ...             progress=False)
-        >>> r.steps, r.history["loss"].shape, r.stopped, r.log_z
-        (10, (10,), None, None)
-    """
-
-    energy: Energy
-    history: dict[str, np.ndarray]
-    log_z: float | None
-    stopped: str | None
-    steps: int
-    loss_params: Any = None
-    loss_state: Any = None
-
-
-class FitError(RuntimeError):
-    """Training stopped on a non-finite loss with ``on_nonfinite="raise"``.
-
-    ``result`` holds the :class:`FitResult` with the last good parameters.
-
-    Example:
-        >>> import jax, jax.numpy as jnp, composable_ebm as ebm
-        >>> blows_up = ebm.energy(lambda x: jnp.sum(jnp.sqrt(x)), x=(1,))  # NaN for x < 0
-        >>> try:
-        ...     ebm.fit(blows_up + ebm.Gaussian("x", jnp.zeros(1), cov=1.0), -jnp.ones((8, 1)),
-        ...             ebm.ScoreMatching("exact"), steps=5, key=jax.random.key(0),
-        ...             progress=False, on_nonfinite="raise")
-        ... except ebm.FitError as e:
-        ...     print(e.result.steps)
-        0
-    """
-
-    def __init__(self, message: str, result: FitResult):
-        super().__init__(message)
-        self.result = result
 
 
 def _finite(tree: Any) -> jax.Array:
