@@ -18,7 +18,13 @@ def load(name):
 
 
 def test_every_example_is_tested():
-    tested = {"product_of_experts", "positive_support", "numpyro_factor"}
+    tested = {
+        "product_of_experts",
+        "positive_support",
+        "numpyro_factor",
+        "learn_then_constrain",
+        "continue_a_run",
+    }
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -57,3 +63,38 @@ def test_numpyro_factor():
     # the ring (weight 20) keeps the radius within a few tenths of 1
     assert abs(r.mean() - 1.0) < 0.1
     assert r.std() < 0.3
+
+
+@pytest.mark.slow
+def test_learn_then_constrain():
+    out = load("learn_then_constrain").main(quick=True)
+    d, nearest = out["draws"], out["nearest"]
+    # the rule holds: the wall (40 per unit below the floor) leaves almost nothing below it
+    assert np.mean(d[:, 1] < out["floor"]) < 0.01
+    # the learned term holds too: most draws sit on the three blobs above the floor (the
+    # data's blobs have sd 0.2; a learned energy after a short run is somewhat broader) ...
+    assert np.mean(nearest < 0.6) > 0.75
+    # ... and all three are visited (8 chains from one start cross between them)
+    angles = np.arctan2(d[:, 1], d[:, 0])
+    share = np.histogram(angles, bins=[0, np.pi * 3 / 8, np.pi * 5 / 8, np.pi])[0] / len(d)
+    assert share.min() > 0.1, share
+
+
+@pytest.mark.slow
+def test_continue_a_run():
+    from composable_ebm.infer._sample import TRACE_COUNT
+
+    before = TRACE_COUNT["sample"]
+    out = load("continue_a_run").main(quick=True, target_ess=2000.0)
+    runs, draws, cov = out["runs"], out["draws"], out["cov"]
+    assert len(runs) >= 3 and out["ess"] >= 2000.0
+    # one compilation for the adapted run, one for continuing: later pieces reuse it
+    assert TRACE_COUNT["sample"] - before <= 2
+    assert draws.shape == (4, 200 * len(runs), 2)
+    flat = draws.reshape(-1, 2)
+    n_eff = out["ess"]
+    # Gaussian moments: sd of a variance estimate sqrt(2/n), of a covariance sqrt((1+ρ²)/n)
+    np.testing.assert_allclose(flat.mean(0), 0.0, atol=5 * math.sqrt(1 / n_eff))
+    est = np.cov(flat.T)
+    np.testing.assert_allclose(np.diag(est), 1.0, atol=5 * math.sqrt(2 / n_eff))
+    assert abs(est[0, 1] - cov[0, 1]) < 5 * math.sqrt((1 + cov[0, 1] ** 2) / n_eff)

@@ -1,4 +1,4 @@
-"""Every tutorial under docs/tutorials executes (small settings) and checks its results.
+"""Every tutorial (and the landing page's example) executes with small settings and checks itself.
 
 A tutorial is a MyST notebook: its ```{code-cell} ipython3``` blocks run in order in one
 namespace, with ``EBM_TUTORIAL_QUICK=1`` so each one can pick small settings. Tutorials
@@ -14,9 +14,9 @@ import pytest
 
 matplotlib.use("Agg")
 
-TUTORIALS = sorted(
-    (pathlib.Path(__file__).resolve().parents[1] / "docs" / "tutorials").glob("*.md")
-)
+DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
+# The tutorials, and the landing page, whose example draws the site's first figure.
+TUTORIALS = [DOCS / "index.md", *sorted((DOCS / "tutorials").glob("*.md"))]
 CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.S | re.M)
 
 
@@ -54,6 +54,6 @@ def test_tutorial_runs_and_checks_itself(path, monkeypatch, tmp_path):
 def test_api_reference_lists_every_public_name():
     import composable_ebm as ebm
 
-    api = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    api = (DOCS / "api.md").read_text()
     missing = [n for n in ebm.__all__ if f"composable_ebm.{n}" not in api]
     assert not missing, f"docs/api.md does not document {missing}"
