@@ -28,6 +28,12 @@ def test_every_example_is_tested():
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 
+def test_every_example_is_in_the_docs():
+    page = (EXAMPLES.parent / "docs" / "examples.md").read_text()
+    missing = [p.name for p in EXAMPLES.glob("*.py") if f"../examples/{p.name}" not in page]
+    assert not missing, f"docs/examples.md does not include {missing}"
+
+
 def test_examples_are_short():
     for p in EXAMPLES.glob("*.py"):
         assert len(p.read_text().splitlines()) <= 80, p.name
