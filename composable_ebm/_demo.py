@@ -106,6 +106,7 @@ def run(
         title="learned exp(−E) and training data",
         c="white",
         s=2,
+        label="training data",
     )
     plot.landscape(
         energy,
@@ -115,8 +116,10 @@ def run(
         title="learned + (x[0] > 0) + confinement: NUTS draws",
         c="tab:red",
         s=2,
+        label="NUTS draws",
     )
-    axes[1].axvline(0.0, color="white", lw=1, ls="--")
+    axes[1].axvline(0.0, color="white", lw=1, ls="--", label="wall: x[0] > 0")
+    axes[1].legend(loc="upper right", framealpha=0.8, markerscale=5)
     fig.tight_layout()
     figure = out / "demo.png"
     fig.savefig(figure, dpi=120)
