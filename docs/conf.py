@@ -33,4 +33,7 @@ myst_enable_extensions = ["dollarmath", "colon_fence"]
 nb_execution_mode = os.environ.get("EBM_DOCS_EXECUTE", "force")
 nb_execution_timeout = 900
 nb_execution_raise_on_error = True
+# stderr in a built page is noise: NumPyro imports tqdm.auto, which warns in a kernel without
+# ipywidgets, and progress bars do not render statically. Results are printed to stdout.
+nb_output_stderr = "remove"
 suppress_warnings = ["mystnb.unknown_mime_type"]

@@ -98,9 +98,13 @@ def test_continue_a_run():
     assert TRACE_COUNT["sample"] - before <= 2
     assert draws.shape == (4, 200 * len(runs), 2)
     flat = draws.reshape(-1, 2)
-    n_eff = out["ess"]
-    # Gaussian moments: sd of a variance estimate sqrt(2/n), of a covariance sqrt((1+ρ²)/n)
-    np.testing.assert_allclose(flat.mean(0), 0.0, atol=5 * math.sqrt(1 / n_eff))
+    np.testing.assert_allclose(flat.mean(0), 0.0, atol=5 * math.sqrt(1 / out["ess"]))
+    # second moments mix more slowly than means under NUTS: their own ESS sets the error,
+    # sd of a variance estimate sqrt(2/n), of a covariance sqrt((1+ρ²)/n)
+    import arviz as az
+
+    sq = [draws[..., 0] ** 2, draws[..., 1] ** 2, draws[..., 0] * draws[..., 1]]
+    n_eff = min(float(az.ess(q, method="mean")) for q in sq)
     est = np.cov(flat.T)
     np.testing.assert_allclose(np.diag(est), 1.0, atol=5 * math.sqrt(2 / n_eff))
     assert abs(est[0, 1] - cov[0, 1]) < 5 * math.sqrt((1 + cov[0, 1] ** 2) / n_eff)
