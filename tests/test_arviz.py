@@ -95,6 +95,25 @@ def test_samples_sample_stats(run):
     np.testing.assert_allclose(stats["model_energy"].values, E.batch(s.draws), rtol=1e-5)
 
 
+def test_reached_max_treedepth(run):
+    _, s, _ = run
+    stats = s.to_inference_data().sample_stats
+    reached = stats["reached_max_treedepth"].values
+    assert reached.dtype == bool and reached.shape == (4, 1000)
+    # the default limit (10) is far above what a 1-D Gamma needs
+    assert not reached.any()
+    # a limit of 2 leapfrog doublings is hit by a strongly correlated Gaussian (no dense mass)
+    E = ebm.Gaussian("x", jnp.zeros(2), cov=jnp.array([[1.0, 0.99], [0.99, 1.0]]))
+    tight = ebm.sample(
+        E, jax.random.key(3), num_warmup=100, num_samples=100, num_chains=2, max_tree_depth=(5, 2)
+    )
+    depth = np.asarray(tight.stats["tree_depth"])
+    assert depth.max() <= 2
+    flag = ebm.to_inference_data(tight).sample_stats["reached_max_treedepth"].values
+    np.testing.assert_array_equal(flag, depth >= 2)
+    assert flag.mean() > 0.5
+
+
 def test_summary_has_diagnostics(run):
     _, s, v = run
     table = s.summary()

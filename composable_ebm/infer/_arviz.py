@@ -82,14 +82,21 @@ def _from_mcmc(mcmc: Any, energy: Energy | None) -> tuple[dict, dict]:
     return posterior, stats
 
 
+def _depth_limit(samples: Samples) -> int:
+    """The tree depth NUTS was allowed while drawing (a pair gives warmup, then draws)."""
+    limit = dict(samples.state.static).get("max_tree_depth", 10)
+    return int(limit[-1]) if isinstance(limit, tuple) else int(limit)
+
+
 def to_inference_data(obj: Samples | Any, energy: Energy | None = None) -> Any:
     """ArviZ's data object from ``ebm.Samples`` or a NumPyro ``MCMC``.
 
     ``posterior`` holds the real variable names with (chain, draw) dimensions, in the
     constrained space; ``sample_stats`` uses ArviZ's names (``diverging``, ``lp``,
-    ``acceptance_rate``, ``n_steps``, ``step_size``, ``tree_depth``, ``energy``) plus
-    ``model_energy``. For an ``MCMC`` built from ``potential_fn``, give ``energy=E`` (or
-    build it with ``postprocess_fn=ebm.postprocess_fn(E)``) so the draws are constrained.
+    ``acceptance_rate``, ``n_steps``, ``step_size``, ``tree_depth``, ``energy``, and for
+    NUTS ``reached_max_treedepth``) plus ``model_energy``. For an ``MCMC`` built from
+    ``potential_fn``, give ``energy=E`` (or build it with
+    ``postprocess_fn=ebm.postprocess_fn(E)``) so the draws are constrained.
 
     Example:
         >>> import jax, composable_ebm as ebm
@@ -106,6 +113,10 @@ def to_inference_data(obj: Samples | Any, energy: Energy | None = None) -> Any:
             if key in obj.stats:
                 v = np.asarray(obj.stats[key])
                 stats[name] = -v if sign < 0 else v
+        if obj.kernel == "nuts" and "tree_depth" in obj.stats:
+            stats["reached_max_treedepth"] = np.asarray(obj.stats["tree_depth"]) >= _depth_limit(
+                obj
+            )
         return _from_dict(posterior, stats)
     from numpyro.infer import MCMC
 
