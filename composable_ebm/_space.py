@@ -14,6 +14,7 @@ Shape = tuple[int, ...]
 __all__ = [
     "Var",
     "as_var",
+    "by_name",
     "canonical_support",
     "describe_support",
     "merge_spaces",
@@ -222,3 +223,25 @@ def merge_spaces(
             else:
                 out[name], first[name] = var, label
     return out
+
+
+def by_name(space: Mapping[str, Var], values: Any, what: str, layout: str = "*shape") -> Mapping:
+    """``values`` as a mapping name → value with exactly the variables of ``space``.
+
+    A bare array stands for the only variable of a one-variable space. Errors say which
+    names are unknown or missing and list the space's variables.
+    """
+    if not isinstance(values, Mapping):
+        if len(space) != 1:
+            raise TypeError(
+                f"{what}: a bare array needs an energy over exactly one variable; this energy "
+                f"is over {sorted(space)}: pass a mapping name → array ({layout})"
+            )
+        return {next(iter(space)): values}
+    unknown = sorted(set(values) - set(space))
+    missing = sorted(set(space) - set(values))
+    if unknown or missing:
+        parts = [f"unknown variable(s) {unknown}"] if unknown else []
+        parts += [f"missing variable(s) {missing}"] if missing else []
+        raise KeyError(f"{what}: {' and '.join(parts)}; the energy's variables are {sorted(space)}")
+    return values

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from ._param import float_dtype
-from ._space import Var
+from ._space import Var, by_name
 
 __all__ = ["leading_axis_values"]
 
@@ -23,19 +23,7 @@ def leading_axis_values(
     the default float dtype when given integers or weakly typed numbers. Errors name the
     variable and both shapes.
     """
-    if not isinstance(values, Mapping):
-        if len(space) != 1:
-            raise TypeError(
-                f"{what} is an array but the energy has variables {sorted(space)}: pass a "
-                f"mapping name → array (N {unit}, *shape)"
-            )
-        values = {next(iter(space)): values}
-    unknown, missing = sorted(set(values) - set(space)), sorted(set(space) - set(values))
-    if unknown or missing:
-        raise KeyError(
-            f"{what}: unknown variable(s) {unknown}, missing variable(s) {missing}; the "
-            f"energy's free variables are {sorted(space)}"
-        )
+    values = by_name(space, values, what, f"N {unit}, *shape")
     out, n = {}, None
     for name, var in space.items():
         x = jnp.asarray(values[name])

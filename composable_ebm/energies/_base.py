@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from .._param import Param, float_dtype
-from .._space import Var
+from .._space import Var, by_name
 
 __all__ = ["Energy", "Values"]
 
@@ -65,22 +65,7 @@ class Energy(eqx.Module):
             values = kwargs
         elif kwargs:
             raise TypeError("pass values either as a mapping or as keywords, not both")
-        elif not isinstance(values, Mapping):
-            if len(space) != 1:
-                raise TypeError(
-                    f"a bare array needs an energy over exactly one variable; this energy is "
-                    f"over {sorted(space)}: pass a mapping name → array"
-                )
-            values = {next(iter(space)): values}
-        unknown = sorted(set(values) - set(space))
-        missing = sorted(set(space) - set(values))
-        if unknown or missing:
-            parts = []
-            if unknown:
-                parts.append(f"unknown variable(s) {unknown}")
-            if missing:
-                parts.append(f"missing variable(s) {missing}")
-            raise KeyError(f"{' and '.join(parts)}; the energy's variables are {sorted(space)}")
+        values = by_name(space, values, "energy values")
         return {name: _as_value(values[name], space[name], name) for name in space}
 
     def __call__(self, values: Values | jax.Array | None = None, /, **kwargs: Any) -> jax.Array:
