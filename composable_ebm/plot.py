@@ -21,7 +21,7 @@ import numpy as np
 
 from .energies import Energy
 
-__all__ = ["landscape", "plane"]
+__all__ = ["landscape", "plane", "term_energies"]
 
 
 def plane(energy: Energy) -> tuple[list[str], Any]:
@@ -137,6 +137,64 @@ def landscape(
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     ax.set_aspect("equal")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def term_energies(
+    samples: Any,
+    *,
+    chain: int | None = None,
+    ax: Any = None,
+    title: str | None = "Energy of each term at every draw",
+) -> Any:
+    """Each top-level term's energy over the draws, to see which constraint dominates.
+
+    One line per term (labels from ``E.named``), in draw order, for one chain or the mean
+    over chains, with the total (``stats["model_energy"]``) in black. A term that rises
+    while another falls is a conflict between the two; a term far above the others
+    dominates the composition.
+
+    Args:
+        samples: the result of ``ebm.sample``.
+        chain: the chain to show; ``None`` for the mean over chains at each draw.
+        ax: a matplotlib axes to draw on (a new figure by default).
+        title: the axes title (``None`` for none).
+
+    Returns:
+        The matplotlib axes.
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import jax, composable_ebm as ebm
+        >>> E = (ebm.Gaussian("x", 0.0, cov=1.0).named("prior")
+        ...      + ebm.Gaussian("x", 2.0, cov=0.5).named("data"))
+        >>> s = ebm.sample(E, jax.random.key(0), num_warmup=100, num_samples=100,
+        ...                num_chains=2)
+        >>> ax = ebm.plot.term_energies(s)
+        >>> [t.get_text() for t in ax.get_legend().get_texts()]
+        ['prior', 'data', 'total']
+    """
+    import matplotlib.pyplot as plt
+
+    terms = samples.term_energies
+    if chain is not None and not 0 <= int(chain) < samples.num_chains:
+        raise ValueError(f"chain must be in [0, {samples.num_chains}), got {chain}")
+    pick = (
+        (lambda v: np.asarray(v)[chain])
+        if chain is not None
+        else (lambda v: np.asarray(v).mean(axis=0))
+    )
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    for label, v in terms.items():
+        ax.plot(pick(v), lw=1.0, label=label)
+    ax.plot(pick(samples.stats["model_energy"]), color="black", lw=1.2, label="total")
+    ax.set_xlabel("draw")
+    ax.set_ylabel("energy" + (f" (chain {chain})" if chain is not None else " (mean over chains)"))
+    ax.legend(loc="upper right", fontsize="small", ncol=2)
     if title:
         ax.set_title(title)
     return ax

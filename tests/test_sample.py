@@ -81,7 +81,9 @@ def test_stats_keys_and_shapes(gamma_run):
     # after warmup the step size is fixed, one per chain
     step = np.asarray(s.stats["step_size"])
     np.testing.assert_array_equal(step, np.broadcast_to(step[:, :1], step.shape))
-    np.testing.assert_allclose(step[:, -1], s.state.hmc.adapt_state.step_size, rtol=1e-6)
+    np.testing.assert_allclose(
+        step[:, -1], s.state.kernel_state.hmc.adapt_state.step_size, rtol=1e-6
+    )
 
 
 def test_model_energy_is_energy_at_draws(gamma_run):
@@ -101,12 +103,13 @@ def test_continue_from_state(gamma_run):
     # no more adaptation: the step size and mass matrix are the ones the first run reached
     np.testing.assert_allclose(
         more.stats["step_size"],
-        np.broadcast_to(s.state.hmc.adapt_state.step_size[:, None], (4, 1000)),
+        np.broadcast_to(s.state.kernel_state.hmc.adapt_state.step_size[:, None], (4, 1000)),
     )
     np.testing.assert_array_equal(
-        more.state.hmc.adapt_state.inverse_mass_matrix, s.state.hmc.adapt_state.inverse_mass_matrix
+        more.state.kernel_state.hmc.adapt_state.inverse_mass_matrix,
+        s.state.kernel_state.hmc.adapt_state.inverse_mass_matrix,
     )
-    assert int(more.state.hmc.i[0]) == int(s.state.hmc.i[0]) + 1000
+    assert int(more.state.kernel_state.hmc.i[0]) == int(s.state.kernel_state.hmc.i[0]) + 1000
     assert not np.allclose(more.draws["s"][:, 0], s.draws["s"][:, -1])  # it moved on
     assert_expectation(more.draws["s"], A / (B + C), "Gamma mean after continuing")
     with pytest.raises(ValueError, match="num_warmup=0"):
@@ -123,7 +126,7 @@ def test_progress_gives_the_same_draws(gamma_run, capsys):
     np.testing.assert_array_equal(p.draws["s"], s.draws["s"])
     for k in STATS:
         np.testing.assert_array_equal(p.stats[k], s.stats[k], err_msg=k)
-    np.testing.assert_array_equal(p.state.hmc.z["s"], s.state.hmc.z["s"])
+    np.testing.assert_array_equal(p.state.kernel_state.hmc.z["s"], s.state.kernel_state.hmc.z["s"])
     n = traces()
     ebm.sample(gamma_times_exp(2.0, 1.0, 1.0), jax.random.key(9), progress=True, **RUN)
     assert traces() == n  # the chunked sampler is compiled once too
@@ -202,8 +205,8 @@ def test_kernel_option_errors():
     key = jax.random.key(0)
     with pytest.raises(TypeError, match="step_sise"):
         ebm.sample(E, key, step_sise=0.1)
-    with pytest.raises(ValueError, match="unknown kernel 'mala'"):
-        ebm.sample(E, key, kernel="mala")
+    with pytest.raises(ValueError, match="unknown kernel 'metropolis'"):
+        ebm.sample(E, key, kernel="metropolis")
     with pytest.raises(ValueError, match="trajectory_length"):
         ebm.sample(E, key, trajectory_length=1.0)
     with pytest.raises(ValueError, match="num_samples"):

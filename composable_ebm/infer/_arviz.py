@@ -13,14 +13,9 @@ from ._samples import Samples
 
 __all__ = ["to_inference_data"]
 
-# Samples.stats name → (ArviZ sample_stats name, sign)
-_STATS = {
-    "diverging": ("diverging", 1),
-    "accept_prob": ("acceptance_rate", 1),
-    "num_steps": ("n_steps", 1),
-    "step_size": ("step_size", 1),
-    "tree_depth": ("tree_depth", 1),
-    "hamiltonian": ("energy", 1),
+# Statistics every kernel records → (ArviZ sample_stats name, sign); each kernel's own
+# statistics are named by its ``stats`` table.
+_COMMON = {
     "potential_energy": ("lp", -1),
     "model_energy": ("model_energy", 1),
 }
@@ -48,13 +43,15 @@ def import_arviz() -> Any:
     return arviz
 
 
-def _from_dict(posterior: dict, sample_stats: dict) -> Any:
+def _from_dict(posterior: dict, sample_stats: dict, coords=None, dims=None) -> Any:
     az = import_arviz()
 
     major = int(az.__version__.split(".")[0])
     if major >= 1:  # ArviZ 1.x: one mapping of groups, returns a DataTree
-        return az.from_dict({"posterior": posterior, "sample_stats": sample_stats})
-    return az.from_dict(posterior=posterior, sample_stats=sample_stats)
+        return az.from_dict(
+            {"posterior": posterior, "sample_stats": sample_stats}, coords=coords, dims=dims
+        )
+    return az.from_dict(posterior=posterior, sample_stats=sample_stats, coords=coords, dims=dims)
 
 
 def _from_mcmc(mcmc: Any, energy: Energy | None) -> tuple[dict, dict]:
@@ -82,19 +79,16 @@ def _from_mcmc(mcmc: Any, energy: Energy | None) -> tuple[dict, dict]:
     return posterior, stats
 
 
-def _depth_limit(samples: Samples) -> int:
-    """The tree depth NUTS was allowed while drawing (a pair gives warmup, then draws)."""
-    limit = dict(samples.state.static).get("max_tree_depth", 10)
-    return int(limit[-1]) if isinstance(limit, tuple) else int(limit)
-
-
 def to_inference_data(obj: Samples | Any, energy: Energy | None = None) -> Any:
     """ArviZ's data object from ``ebm.Samples`` or a NumPyro ``MCMC``.
 
     ``posterior`` holds the real variable names with (chain, draw) dimensions, in the
-    constrained space; ``sample_stats`` uses ArviZ's names (``diverging``, ``lp``,
-    ``acceptance_rate``, ``n_steps``, ``step_size``, ``tree_depth``, ``energy``, and for
-    NUTS ``reached_max_treedepth``) plus ``model_energy``. For an ``MCMC`` built from
+    constrained space; ``sample_stats`` uses ArviZ's names for each kernel's statistics
+    (NUTS/HMC: ``diverging``, ``acceptance_rate``, ``n_steps``, ``step_size``,
+    ``tree_depth``, ``energy``, and for NUTS ``reached_max_treedepth``; MALA:
+    ``acceptance_rate``, ``step_size``, ...), ``lp`` (−potential) and ``model_energy``
+    for every kernel, and for ``ebm.Samples`` ``term_energy`` (chain, draw, term): each
+    top-level term's energy at every draw. For an ``MCMC`` built from
     ``potential_fn``, give ``energy=E`` (or build it with
     ``postprocess_fn=ebm.postprocess_fn(E)``) so the draws are constrained.
 
@@ -108,16 +102,26 @@ def to_inference_data(obj: Samples | Any, energy: Energy | None = None) -> Any:
     """
     if isinstance(obj, Samples):
         posterior = _np(obj.draws)
+        kernel = obj.state.kernel
+        table = {**kernel.stats, **_COMMON}
         stats = {}
-        for key, (name, sign) in _STATS.items():
-            if key in obj.stats:
-                v = np.asarray(obj.stats[key])
-                stats[name] = -v if sign < 0 else v
-        if obj.kernel == "nuts" and "tree_depth" in obj.stats:
-            stats["reached_max_treedepth"] = np.asarray(obj.stats["tree_depth"]) >= _depth_limit(
-                obj
-            )
-        return _from_dict(posterior, stats)
+        for key, v in obj.stats.items():
+            name, sign = table.get(key, (key, 1))
+            v = np.asarray(v)
+            stats[name] = -v if sign < 0 else v
+        depth = getattr(kernel, "max_tree_depth", None)
+        if obj.kernel == "nuts" and depth is not None and "tree_depth" in obj.stats:
+            stats["reached_max_treedepth"] = np.asarray(obj.stats["tree_depth"]) >= depth
+        coords = dims = None
+        terms = obj.term_energies
+        if terms:
+            stats["term_energy"] = np.stack([np.asarray(v) for v in terms.values()], axis=-1)
+            coords, dims = {"term": list(terms)}, {"term_energy": ["term"]}
+        if "swap_accept_prob" in obj.stats:
+            pairs = list(range(obj.stats["swap_accept_prob"].shape[-1]))
+            coords = {**(coords or {}), "pair": pairs}
+            dims = {**(dims or {}), "swap_acceptance_rate": ["pair"]}
+        return _from_dict(posterior, stats, coords, dims)
     from numpyro.infer import MCMC
 
     if isinstance(obj, MCMC):

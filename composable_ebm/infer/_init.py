@@ -14,7 +14,13 @@ from .._param import float_dtype
 from ..energies import Energy, terms
 from ._bridge import constrain, potential, transforms, unconstrain
 
-__all__ = ["given_positions", "raise_if_invalid", "search", "state_is_valid", "uniform_positions"]
+__all__ = [
+    "given_positions",
+    "raise_if_invalid",
+    "raw_positions",
+    "search",
+    "uniform_positions",
+]
 
 MAX_TRIES = 100
 
@@ -24,34 +30,75 @@ def _unconstrained_shapes(energy: Energy) -> dict[str, tuple[int, ...]]:
     return {k: tuple(t.inverse_shape(space[k].shape)) for k, t in transforms(space).items()}
 
 
-def uniform_positions(energy: Energy, key: jax.Array, num_chains: int) -> dict:
-    """One uniform draw in (−2, 2) per chain in the unconstrained space (NumPy, on the host).
-
-    Drawn with NumPy from the key's bits: deterministic per key, and nothing to compile.
-    """
+def _rng(key: jax.Array) -> np.random.Generator:
     bits = np.asarray(
         jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     )
-    rng = np.random.default_rng(bits.astype(np.uint64).ravel().tolist())
-    dtype = float_dtype()
+    return np.random.default_rng(bits.astype(np.uint64).ravel().tolist())
+
+
+def _stratified(rng: np.random.Generator, num_chains: int, shape: tuple) -> np.ndarray:
+    """Uniform in (−2, 2), spread over the chains: per coordinate, the chains take
+    different strata of (−2, 2) in a random order (a Latin hypercube over chains), so
+    starts are overdispersed relative to each other whatever the number of chains."""
+    u = rng.uniform(0.0, 1.0, (num_chains, *shape))
+    strata = np.argsort(rng.uniform(size=(num_chains, *shape)), axis=0)
+    return -2.0 + 4.0 * (strata + u) / num_chains
+
+
+def uniform_positions(energy: Energy, key: jax.Array, num_chains: int) -> dict:
+    """Overdispersed starts in (−2, 2) in the unconstrained space (NumPy, on the host).
+
+    Drawn with NumPy from the key's bits: deterministic per key, and nothing to compile.
+    Each coordinate is stratified across the chains (see :func:`_stratified`).
+    """
+    rng, dtype = _rng(key), float_dtype()
     return {
-        n: jnp.asarray(rng.uniform(-2.0, 2.0, (num_chains, *s)), dtype=dtype)
+        n: jnp.asarray(_stratified(rng, num_chains, s), dtype=dtype)
         for n, s in _unconstrained_shapes(energy).items()
     }
+
+
+def raw_positions(energy: Energy, key: jax.Array, num_chains: int) -> dict:
+    """Starts in the variables' own space (for kernels that move discrete variables).
+
+    Finite discrete variables take uniform values of their support; continuous ones are
+    the constrained image of :func:`uniform_positions`. All are stored as floats.
+    """
+    rng, dtype = _rng(key), float_dtype()
+    out = {}
+    for name, var in energy.space.items():
+        if var.shape is None:
+            raise ValueError(f"variable {name!r} has no known shape: give it one")
+        if var.is_discrete:
+            low, high = _finite_bounds(name, var)
+            x = rng.integers(low, high + 1, (num_chains, *var.shape))
+        else:
+            t = transforms({name: var})[name]
+            u = _stratified(rng, num_chains, tuple(t.inverse_shape(var.shape)))
+            x = np.asarray(jax.vmap(t)(jnp.asarray(u, dtype)))
+        out[name] = jnp.asarray(x, dtype=dtype)
+    return out
+
+
+def _finite_bounds(name: str, var: Any) -> tuple[int, int]:
+    sup = var.support
+    low = getattr(sup, "lower_bound", 0)
+    high = getattr(sup, "upper_bound", 1)
+    try:
+        low, high = int(np.asarray(low)), int(np.asarray(high))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"variable {name!r}: its discrete support {sup} has no finite bounds to draw "
+            "starting values from; pass init={...}"
+        ) from None
+    return low, high
 
 
 def _valid(energy: Energy, z: Mapping[str, jax.Array]) -> jax.Array:
     pe, g = jax.value_and_grad(lambda z: potential(energy, z))(z)
     finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(g)]
     return jnp.isfinite(pe) & jnp.all(jnp.stack(finite))
-
-
-def state_is_valid(state: Any) -> jax.Array:
-    """Inside a trace, per chain: the initial potential and its gradient are finite."""
-    finite = [jnp.isfinite(state.potential_energy)]
-    for g in jax.tree_util.tree_leaves(state.z_grad):
-        finite.append(jnp.all(jnp.isfinite(g.reshape(g.shape[0], -1)), axis=1))
-    return jnp.all(jnp.stack(finite), axis=0)
 
 
 @eqx.filter_jit
@@ -86,8 +133,7 @@ def search(energy: Energy, key: jax.Array, num_chains: int) -> tuple[dict, jax.A
     return jax.vmap(one)(jax.random.split(key, num_chains))
 
 
-def _explain(energy: Energy, z: Mapping[str, jax.Array], intro: str) -> str:
-    x = constrain(energy, z)
+def _explain(energy: Energy, x: Mapping[str, jax.Array], intro: str) -> str:
     lines = [intro]
     for label, term in terms(energy):
         vals = {k: x[k] for k in term.space}
@@ -134,8 +180,13 @@ def given_positions(energy: Energy, init: Mapping[str, Any], num_chains: int) ->
     return unconstrain(energy, _chain_values(energy, init, num_chains))
 
 
-def raise_if_invalid(energy: Energy, z: Mapping[str, Any], ok: Any, searched: bool) -> None:
-    """Raise an error naming each term's energy at the first chain whose start is invalid."""
+def raise_if_invalid(
+    energy: Energy, z: Mapping[str, Any], ok: Any, searched: bool, kernel: Any = None
+) -> None:
+    """Raise an error naming each term's energy at the first chain whose start is invalid.
+
+    ``z`` is unconstrained unless ``kernel`` works in the variables' own space.
+    """
     ok = np.asarray(ok)
     if ok.all():
         return
@@ -148,4 +199,7 @@ def raise_if_invalid(energy: Energy, z: Mapping[str, Any], ok: Any, searched: bo
         )
     else:
         intro = f"the energy or its gradient is not finite at init for chain {c}:"
-    raise ValueError(_explain(energy, {k: v[c] for k, v in z.items()}, intro))
+    point = {k: v[c] for k, v in z.items()}
+    if kernel is None or kernel.unconstrained:
+        point = constrain(energy, point)
+    raise ValueError(_explain(energy, point, intro))

@@ -1,133 +1,44 @@
-"""``ebm.sample``: NumPyro's NUTS/HMC kernels in one compiled function, chains vmapped."""
+"""``ebm.sample``: any kernel (NUTS, HMC, MALA, ULA, Gibbs, tempered) through one driver."""
 
 from __future__ import annotations
 
-import collections
-import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
-from numpyro.infer.hmc import HMCState, hmc
 
+from .._space import describe_support
 from ..energies import Energy
-from ._bridge import constrain_with_jacobian, continuous_space, potential, transforms
-from ._init import (
-    given_positions,
-    raise_if_invalid,
-    search,
-    state_is_valid,
-    uniform_positions,
-)
-from ._options import KERNELS, Settings, split_options
+from . import _checks
+from ._bridge import constrain_with_jacobian, continuous_space, transforms
+from ._driver import TRACE_COUNT, run
+from ._init import given_positions, raw_positions, uniform_positions
 from ._samples import ChainState, Samples
+from .kernels import KERNELS, Kernel
+from .kernels.tempering import tempered
 
-__all__ = ["sample"]
-
-# How many times the sampler has been traced, for tests that check reuse.
-TRACE_COUNT: collections.Counter = collections.Counter()
-PROGRESS_CHUNKS = 20
-
-
-def _raw(st: HMCState) -> dict:
-    """What each step keeps: plain copies, so the loop body stays small."""
-    return {
-        "z": st.z,
-        "diverging": st.diverging,
-        "accept_prob": st.accept_prob,
-        "num_steps": st.num_steps,
-        "step_size": st.adapt_state.step_size,
-        "hamiltonian": st.energy,
-        "potential_energy": st.potential_energy,
-    }
-
-
-def _finish(energy: Energy, raw: dict, algo: str) -> dict:
-    """Draws (constrained) and statistics from the kept steps (chain, draw), vectorised."""
-    ts = transforms(energy.space)
-    # one point at a time (no rank promotion); E = potential + log-Jacobian, not re-evaluated
-    x, log_jac = jax.vmap(jax.vmap(partial(constrain_with_jacobian, ts)))(raw["z"])
-    stats = {k: v for k, v in raw.items() if k != "z"}
-    if algo == "NUTS":
-        stats["tree_depth"] = jnp.ceil(jnp.log2(raw["num_steps"] + 1.0)).astype(jnp.int32)
-    else:
-        stats["tree_depth"] = jnp.zeros_like(raw["num_steps"], dtype=jnp.int32)
-    stats["model_energy"] = raw["potential_energy"] + log_jac
-    return {"draws": x, "stats": stats}
-
-
-_finish_jit = eqx.filter_jit(_finish)
+__all__ = ["TRACE_COUNT", "sample"]
 
 
 @eqx.filter_jit
-def _advance(
-    energy: Energy,
-    key: jax.Array,
-    z0: dict,
-    traced: dict,
-    state: HMCState | None,
-    start: jax.Array,
-    settings: Settings,
-    length: int,
-    chunked: bool,
-) -> tuple[HMCState, dict, jax.Array]:
-    """Steps ``start .. start+length`` of warmup and sampling, with every step's record.
-
-    Without ``state`` the chains start at ``z0`` (unconstrained) and run only if the
-    energy and its gradient are finite there for every chain; the flags come back so the
-    host can search for other points or raise an error naming the term at fault. The
-    ``hmc()`` pair is created here, inside the trace, every time: ``init_kernel``
-    configures ``sample_kernel`` through closure variables.
-    """
-    TRACE_COUNT["sample"] += 1
-    init_kernel, sample_kernel = hmc(partial(potential, energy), algo=settings.algo)
-    init = partial(
-        init_kernel,
-        num_warmup=settings.num_warmup,
-        step_size=traced["step_size"],
-        inverse_mass_matrix=traced["inverse_mass_matrix"],
-        target_accept_prob=traced["target_accept_prob"],
-        trajectory_length=traced["trajectory_length"],
-        **dict(settings.static),
-    )
-    keys = jax.random.split(key, settings.num_chains)
-    if state is None:
-        st = jax.vmap(lambda z, k: init(z, rng_key=k))(z0, keys)
-        ok = state_is_valid(st)
+def _finish(energy: Energy, kernel: Kernel, recs: dict) -> tuple[dict, dict]:
+    """Draws in the variables' own space and statistics from the kept records."""
+    stats = {k: v for k, v in recs.items() if k != "position"}
+    pos = recs["position"]
+    if kernel.unconstrained:
+        ts = transforms(energy.space)
+        # one point at a time (no rank promotion); E = potential + log-Jacobian
+        x, log_jac = jax.vmap(jax.vmap(partial(constrain_with_jacobian, ts)))(pos)
+        stats["model_energy"] = recs["potential_energy"] + log_jac
     else:
-        jax.vmap(lambda z, k: init(z, rng_key=k))(state.z, keys)  # configures sample_kernel
-        st, ok = state, jnp.ones(settings.num_chains, dtype=bool)
-    nw, total = settings.num_warmup, settings.num_warmup + settings.num_samples
-    step = jax.vmap(sample_kernel)
-
-    def advance(st, i):
-        st = step(st)
-        return st, _raw(st)
-
-    def body(st, i):
-        if chunked:  # chunked runs may pass the end: those steps do nothing
-            return jax.lax.cond(i < total, advance, lambda st, i: (st, _raw(st)), st, i)
-        return advance(st, i)
-
-    def run(st):
-        st, raw = jax.lax.scan(body, st, start + jnp.arange(length))
-        raw = jax.tree_util.tree_map(lambda r: jnp.swapaxes(r, 0, 1), raw)
-        if chunked:  # a chunk: the host keeps the steps after warmup
-            return st, raw
-        raw = jax.tree_util.tree_map(lambda r: r[:, nw:], raw)
-        return st, _finish(energy, raw, settings.algo)
-
-    if state is None:  # never sample from an invalid start: the host handles it
-        shapes = jax.eval_shape(run, st)[1]
-        zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        st, recs = jax.lax.cond(jnp.all(ok), run, lambda st: (st, zeros), st)
-    else:
-        st, recs = run(st)
-    return st, recs, ok
+        space = energy.space
+        x = {k: v.astype(jnp.int32) if space[k].is_discrete else v for k, v in pos.items()}
+        stats["model_energy"] = recs["potential_energy"]
+    return x, stats
 
 
 def _check_key(key: Any) -> None:
@@ -135,6 +46,65 @@ def _check_key(key: Any) -> None:
     raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
     if not ((typed and key.shape == ()) or raw):
         raise TypeError(f"key must be one JAX random key such as jax.random.key(0), got {key!r}")
+
+
+def _check_counts(num_warmup: int, num_samples: int, num_chains: int) -> None:
+    for what, n, low in (
+        ("num_warmup", num_warmup, 0),
+        ("num_samples", num_samples, 1),
+        ("num_chains", num_chains, 1),
+    ):
+        if not isinstance(n, int) or isinstance(n, bool) or n < low:
+            raise ValueError(f"{what} must be an integer >= {low}, got {n!r}")
+
+
+def _kernel_class(name: Any) -> type[Kernel]:
+    if not isinstance(name, str) or name not in KERNELS:
+        raise ValueError(f"unknown kernel {name!r}; choose one of {sorted(KERNELS)}")
+    return KERNELS[name]
+
+
+def _space(energy: Energy, cls: type[Kernel]) -> dict:
+    if not cls.discrete:
+        return continuous_space(energy, "ebm.sample")
+    if not isinstance(energy, Energy):
+        raise TypeError(f"expected an ebm.Energy, got {type(energy).__name__}")
+    space = energy.space
+    if not space:
+        raise ValueError("ebm.sample needs at least one free variable; this energy has none")
+    for name, var in space.items():
+        if var.shape is None:
+            raise ValueError(f"variable {name!r} has no known shape: give it one")
+        if var.is_discrete and not var.support.is_discrete:  # pragma: no cover
+            raise ValueError(f"variable {name!r}: unsupported {describe_support(var.support)}")
+    return space
+
+
+def _continue(state: Any, num_warmup: int, num_chains: int, kernel, options, init, space):
+    if not isinstance(state, ChainState):
+        raise TypeError("state must be a previous run's Samples.state")
+    if num_warmup != 0:
+        raise ValueError("continuing from a state needs num_warmup=0 (it is already adapted)")
+    if init is not None:
+        raise ValueError("give either state= (continue a run) or init=, not both")
+    if kernel not in (None, state.name) or options:
+        raise ValueError(
+            f"a continued run keeps the kernel and options of the state ({state.name!r}); "
+            f"got kernel={kernel!r} and options {sorted(options)}"
+        )
+    pos = state.position
+    n = jnp.shape(next(iter(pos.values())))[0]
+    if n != num_chains:
+        raise ValueError(f"state has {n} chains but num_chains={num_chains}")
+    if state.kernel.unconstrained:
+        ts = transforms(space)
+        want = {k: (num_chains, *ts[k].inverse_shape(v.shape)) for k, v in space.items()}
+    else:
+        want = {k: (num_chains, *v.shape) for k, v in space.items()}
+    have = {k: tuple(jnp.shape(v)) for k, v in pos.items()}
+    if want != have:
+        raise ValueError(f"the state's positions {have} do not fit this energy's space {want}")
+    return state.kernel.with_num_warmup(0), state.params
 
 
 def sample(
@@ -147,37 +117,55 @@ def sample(
     kernel: str | None = None,
     init: Mapping[str, Any] | None = None,
     progress: bool = False,
-    state: HMCState | None = None,
+    state: ChainState | None = None,
+    temperatures: Sequence[float] | jax.Array | None = None,
     **kernel_options: Any,
 ) -> Samples:
-    """Sample exp(−E) with NumPyro's NUTS (or HMC), all chains in one compiled function.
+    """Sample exp(−E) with any kernel, all chains in one compiled function.
 
     The compiled sampler is cached on the energy's structure, its array shapes and dtypes,
-    and the static settings: sampling again with new condition values, weights or trained
-    parameters reuses it.
+    and the static settings: sampling again with new condition values, weights, trained
+    parameters or temperatures reuses it.
 
     Args:
-        energy: the energy; its free variables must be continuous with known shapes.
+        energy: the energy; its free variables must have known shapes (and be
+            continuous, except for ``kernel="gibbs"``).
         key: a JAX random key.
         num_warmup: adaptation steps (step size, diagonal or dense mass matrix).
         num_samples: draws kept per chain.
         num_chains: chains, run together with ``vmap``.
-        kernel: ``"nuts"`` (default) or ``"hmc"``.
+        kernel: ``"nuts"`` (default), ``"hmc"``, ``"mala"`` (Metropolis-adjusted
+            Langevin, step size adapted towards an acceptance of 0.574, diagonal mass
+            matrix), ``"ula"`` (unadjusted Langevin, fixed ``step_size``) or
+            ``"gibbs"`` (block Gibbs, e.g. for RBMs).
         init: constrained starting values (name → value, optionally with a chain axis);
-            by default each chain searches uniformly in (−2, 2) unconstrained.
+            by default the chains start spread over (−2, 2) in the unconstrained space
+            (stratified across chains), searching further where the energy is not finite.
         progress: show a tqdm bar (the run is split into chunks between host updates).
         state: a previous run's ``Samples.state`` to continue from (``num_warmup=0``;
             the kernel and its options come from the state).
-        **kernel_options: NumPyro kernel options. Static (new values compile anew):
-            ``max_tree_depth``, ``dense_mass``, ``adapt_step_size``,
+        temperatures: parallel tempering: increasing temperatures starting at 1, e.g.
+            ``[1, 2, 4, 8]``; each chain runs one replica of E/T per temperature with
+            the chosen kernel, neighbours propose swaps after every step, and only the
+            T = 1 replica's draws are returned (``stats["swap_accept_prob"]`` holds the
+            swap acceptance per neighbouring pair).
+        **kernel_options: the kernel's options. NUTS/HMC, static (new values compile
+            anew): ``max_tree_depth``, ``dense_mass``, ``adapt_step_size``,
             ``adapt_mass_matrix``, ``find_heuristic_step_size``,
-            ``forward_mode_differentiation``, ``regularize_mass_matrix``, ``num_steps``.
-            Traced: ``step_size``, ``trajectory_length``, ``inverse_mass_matrix``,
-            ``target_accept_prob``.
+            ``forward_mode_differentiation``, ``regularize_mass_matrix``, ``num_steps``;
+            traced: ``step_size``, ``trajectory_length``, ``inverse_mass_matrix``,
+            ``target_accept_prob``. MALA/ULA: ``step_size``, ``target_accept_prob``,
+            ``inverse_mass_matrix`` (traced), ``adapt_step_size``,
+            ``adapt_mass_matrix``, ``regularize_mass_matrix`` (static).
 
     Returns:
-        :class:`~composable_ebm.Samples` with draws (chain, draw, *shape) in the
-        constrained space, per-draw statistics and the final state.
+        :class:`~composable_ebm.Samples` with draws (chain, draw, *shape), per-draw
+        statistics, per-term energies and the final state.
+
+    Warns:
+        RuntimeWarning: when most transitions diverge or are rejected, when proposals
+        hit points where a term is not finite (naming the term), or when chains sit in
+        different basins.
 
     Example:
         >>> import jax, composable_ebm as ebm
@@ -189,93 +177,62 @@ def sample(
         >>> abs(float(s.draws["x"].mean()) - 1.0) < 0.1
         True
     """
-    space = continuous_space(energy, "ebm.sample")
     _check_key(key)
+    _check_counts(num_warmup, num_samples, num_chains)
     if state is not None:
-        if not isinstance(state, ChainState):
-            raise TypeError("state must be a previous run's Samples.state")
-        if num_warmup != 0:
-            raise ValueError("continuing from a state needs num_warmup=0 (it is already adapted)")
-        if init is not None:
-            raise ValueError("give either state= (continue a run) or init=, not both")
-        if kernel not in (None, state.kernel) or kernel_options:
-            raise ValueError(
-                f"a continued run keeps the kernel and options of the state ({state.kernel!r}); "
-                f"got kernel={kernel!r} and options {sorted(kernel_options)}"
-            )
-        kernel, traced = state.kernel, state.traced
-        settings = Settings(KERNELS[kernel], 0, num_samples, num_chains, state.static)
-        split_options(kernel, 0, num_samples, num_chains, dict(state.static))  # checks counts
-        got = jnp.shape(state.hmc.i)
-        if got != (num_chains,):
-            raise ValueError(f"state has {got[0] if got else 1} chains but num_chains={num_chains}")
-        ts = transforms(space)
-        want = {k: (num_chains, *ts[k].inverse_shape(v.shape)) for k, v in space.items()}
-        have = {k: tuple(jnp.shape(v)) for k, v in state.hmc.z.items()}
-        if want != have:
-            raise ValueError(
-                f"the state's positions {have} do not fit this energy's unconstrained space {want}"
-            )
-        z0 = state.hmc.z
+        cls = type(state.kernel) if isinstance(state, ChainState) else KERNELS["nuts"]
+        space = _space(energy, cls)
+        if temperatures is not None:
+            raise ValueError("a continued run keeps the state's temperatures; omit temperatures")
+        kern, params = _continue(state, num_warmup, num_chains, kernel, kernel_options, init, space)
+        name, position0, kstate = state.name, None, state.kernel_state
     else:
-        kernel = "nuts" if kernel is None else kernel
-        settings, traced = split_options(
-            kernel, num_warmup, num_samples, num_chains, kernel_options
-        )
-        z0 = (
-            given_positions(energy, init, num_chains)
-            if init is not None
-            else uniform_positions(energy, key, num_chains)
-        )
-    # a continued run draws its randomness from the new key
-    hmc_state = (
-        None if state is None else state.hmc._replace(rng_key=jax.random.split(key, num_chains))
+        name = "nuts" if kernel is None else kernel
+        cls = _kernel_class(name)
+        space = _space(energy, cls)
+        kern, params = cls.from_options(num_warmup, kernel_options)
+        kern = kern.for_space(space)
+        if temperatures is not None:
+            kern, params = tempered(kern, params, temperatures)
+        if init is not None and kern.unconstrained:
+            position0 = given_positions(energy, init, num_chains)
+        elif init is not None:
+            position0 = _raw_init(energy, init, num_chains)
+        elif kern.unconstrained:
+            position0 = uniform_positions(energy, key, num_chains)
+        else:
+            position0 = raw_positions(energy, key, num_chains)
+        kstate = None
+    st, recs = run(
+        energy,
+        kern,
+        params,
+        key,
+        position0=position0,
+        state=kstate,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        given_init=init is not None,
+        progress=progress,
     )
-    total = num_warmup + num_samples
-    length = total if not progress else max(1, math.ceil(total / PROGRESS_CHUNKS))
-    run = partial(
-        _advance, energy, key, traced=traced, settings=settings, length=length, chunked=progress
-    )
-
-    def first_call(z0):
-        """The first (or only) call, from ``z0``; invalid starts are searched or reported."""
-        st, recs, ok = run(z0=z0, state=hmc_state, start=jnp.asarray(0))
-        if hmc_state is None and not np.asarray(ok).all():
-            if init is not None:
-                raise_if_invalid(energy, z0, ok, searched=False)
-            z0, found = search(energy, jax.random.fold_in(key, 1), num_chains)
-            raise_if_invalid(energy, z0, found, searched=True)
-            st, recs, ok = run(
-                z0=z0, state=None, start=jnp.asarray(0)
-            )  # same structure: no recompilation
-            raise_if_invalid(energy, z0, ok, searched=True)
-        return st, recs
-
-    if not progress:
-        st, recs = first_call(z0)
-    else:
-        from tqdm.auto import tqdm
-
-        chunks = []
-        with tqdm(total=total, desc="warmup" if num_warmup else "sample") as bar:
-            for start in range(0, total, length):
-                if start == 0:
-                    st, recs = first_call(z0)
-                else:
-                    st, recs, _ = run(z0=z0, state=st, start=jnp.asarray(start))
-                chunks.append(recs)
-                done = min(start + length, total)
-                if done > num_warmup:
-                    bar.set_description("sample")
-                bar.update(done - start)
-        raw = jax.tree_util.tree_map(
-            lambda *c: jnp.concatenate(c, axis=1)[:, num_warmup:total], *chunks
-        )
-        recs = _finish_jit(energy, raw, settings.algo)
-    return Samples(
-        draws=recs["draws"],
-        stats=recs["stats"],
-        state=ChainState(st, kernel, settings.static, traced),
+    draws, stats = _finish(energy, kern, recs)
+    samples = Samples(
+        draws=draws,
+        stats=stats,
+        state=ChainState(st, kern, params, name),
         energy=energy,
-        kernel=kernel,
+        kernel=name,
     )
+    for message in _checks.run_warnings(samples, kern, num_warmup):
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return samples
+
+
+def _raw_init(energy: Energy, init: Mapping[str, Any], num_chains: int) -> dict:
+    from .._param import float_dtype
+    from ._init import _chain_values
+
+    space = energy.space
+    vals = _chain_values(energy, init, num_chains)
+    return {k: jnp.asarray(v, float_dtype()) for k, v in vals.items() if k in space}

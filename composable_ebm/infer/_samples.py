@@ -3,30 +3,52 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 
-from ..energies import Energy
+from ..energies import Energy, terms
 
 __all__ = ["ChainState", "Samples"]
 
 
 class ChainState(NamedTuple):
-    """The last sampler state of every chain, with the settings needed to continue it.
+    """The last sampler state of every chain, with what is needed to continue it.
 
     Attributes:
-        hmc: NumPyro's ``HMCState`` with a leading chain axis (position ``z`` in the
-            unconstrained space, adapted step size and mass matrix in ``adapt_state``).
-        kernel: ``"nuts"`` or ``"hmc"``.
-        static: the static kernel options of the run.
-        traced: the traced kernel options of the run.
+        kernel_state: the kernel's state with a leading chain axis (for NUTS/HMC,
+            ``kernel_state.hmc`` is NumPyro's ``HMCState``: position ``z`` in the unconstrained
+            space, adapted step size and mass matrix in ``adapt_state``; for MALA/ULA,
+            ``kernel_state.adapt``; for parallel tempering, ``kernel_state.replicas``).
+        kernel: the kernel (its static settings).
+        params: the kernel's traced settings.
+        name: the kernel's name (``"nuts"``, ``"mala"``, ...).
     """
 
-    hmc: Any
-    kernel: str
-    static: tuple
-    traced: dict
+    kernel_state: Any
+    kernel: Any
+    params: Any
+    name: str
+
+    @property
+    def position(self) -> dict:
+        """The chains' last positions (unconstrained for NUTS/HMC/MALA/ULA)."""
+        return jax.vmap(lambda st: st.position)(self.kernel_state)  # per chain
+
+
+@eqx.filter_jit
+def _term_energies(energy: Energy, draws: dict) -> list:
+    out = []
+    for _, term in terms(energy):
+        vals = {k: draws[k] for k in term.space}
+        lead = next(iter(draws.values())).shape[:2]
+        if vals:
+            out.append(jax.vmap(jax.vmap(term._energy))(vals))
+        else:  # a term with no free variable left: a constant
+            out.append(jax.numpy.broadcast_to(term._energy({}), lead))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,14 +57,16 @@ class Samples:
 
     Attributes:
         draws: name → array (chain, draw, *shape) in the constrained space.
-        stats: name → array (chain, draw): ``diverging``, ``accept_prob``, ``num_steps``,
-            ``step_size``, ``tree_depth``, ``hamiltonian`` (NumPyro's ``HMCState.energy``),
-            ``potential_energy`` (unconstrained, Jacobian included) and ``model_energy``
-            (E at each draw).
+        stats: name → array (chain, draw): the kernel's own statistics (for NUTS/HMC
+            ``diverging``, ``accept_prob``, ``num_steps``, ``step_size``, ``tree_depth``,
+            ``hamiltonian``; for MALA/ULA ``accept_prob``, ``is_accepted``,
+            ``step_size``, ``nonfinite``), and for every kernel ``potential_energy`` (the
+            kernel's target at each draw: unconstrained, Jacobian included) and
+            ``model_energy`` (E at each draw).
         state: a :class:`ChainState`: the last sampler state per chain; pass it to
             ``ebm.sample(..., state=...)`` with ``num_warmup=0`` to continue.
         energy: the energy that was sampled.
-        kernel: ``"nuts"`` or ``"hmc"``.
+        kernel: the kernel's name (``"nuts"``, ``"hmc"``, ``"mala"``, ``"ula"``, ...).
 
     Example:
         >>> import jax, composable_ebm as ebm
@@ -68,6 +92,28 @@ class Samples:
         """Draws per chain."""
         return int(next(iter(self.stats.values())).shape[1])
 
+    @functools.cached_property
+    def term_energies(self) -> dict[str, jax.Array]:
+        """Label → (chain, draw): each top-level term's energy at every draw.
+
+        Labels come from ``E.named(...)``, else the term's class (see ``ebm.terms``);
+        the terms sum to ``stats["model_energy"]``. Computed on first access.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, composable_ebm as ebm
+            >>> E = (ebm.Gaussian("x", 0.0, cov=1.0).named("prior")
+            ...      + ebm.Gaussian("x", 1.0, cov=0.5).named("data"))
+            >>> s = ebm.sample(E, jax.random.key(0), num_warmup=100, num_samples=100,
+            ...                num_chains=2)
+            >>> sorted(s.term_energies)
+            ['data', 'prior']
+            >>> total = s.term_energies["prior"] + s.term_energies["data"]
+            >>> bool(jnp.allclose(total, s.stats["model_energy"], atol=1e-4))
+            True
+        """
+        labels = [label for label, _ in terms(self.energy)]
+        return dict(zip(labels, _term_energies(self.energy, self.draws)))
+
     def to_inference_data(self) -> Any:
         """ArviZ's data object: ``posterior`` with the variable names, ``sample_stats``."""
         from ._arviz import to_inference_data
@@ -85,8 +131,12 @@ class Samples:
 
     def __repr__(self) -> str:
         shapes = {k: tuple(v.shape[2:]) for k, v in self.draws.items()}
-        div = int(self.stats["diverging"].sum())
+        extra = ""
+        if "diverging" in self.stats:
+            extra = f", divergences={int(self.stats['diverging'].sum())}"
+        elif "accept_prob" in self.stats:
+            extra = f", mean acceptance={float(self.stats['accept_prob'].mean()):.2f}"
         return (
             f"Samples({self.kernel}, chains={self.num_chains}, draws={self.num_samples}, "
-            f"variables={shapes}, divergences={div})"
+            f"variables={shapes}{extra})"
         )

@@ -1,0 +1,170 @@
+"""The one driver: any kernel's warmup and draws in one ``lax.scan`` of ``vmap(step)``.
+
+It knows no kernel by name: it calls ``kernel.init``/``kernel.step`` with the energy as an
+argument (in the unconstrained space, or the variables' own space for kernels that ask for
+it), keeps each step's position, energy and ``Info``, runs in chunks between host updates
+for a progress bar (the same draws as one call: step ``i`` draws its keys from
+``fold_in(key, i)``), searches other starts when a chain's start is not finite, and
+raises an error naming the term at fault.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..energies import Energy
+from ._bridge import potential
+from ._init import raise_if_invalid, search
+from .kernels import Kernel
+
+__all__ = ["TRACE_COUNT", "energy_fn", "run"]
+
+# How many times a sampler has been traced, for tests that check reuse.
+TRACE_COUNT: collections.Counter = collections.Counter()
+PROGRESS_CHUNKS = 20
+
+
+def energy_fn(energy: Energy, kernel: Kernel) -> Callable:
+    """The target a kernel moves on: the potential (unconstrained) or E itself."""
+    return partial(potential, energy) if kernel.unconstrained else energy._energy
+
+
+def _record(state: Any, info: Any) -> dict:
+    info = info._asdict() if hasattr(info, "_asdict") else dict(info)
+    return {"position": state.position, "potential_energy": state.energy, **info}
+
+
+@eqx.filter_jit
+def _advance(
+    energy: Energy,
+    key: jax.Array,
+    position0: dict,
+    params: Any,
+    state: Any,
+    start: jax.Array,
+    kernel: Kernel,
+    num_chains: int,
+    total: int,
+    length: int,
+    chunked: bool,
+) -> tuple[Any, dict, jax.Array]:
+    """Steps ``start .. start+length``, with every step's record (chain, step).
+
+    Without ``state`` the chains start at ``position0`` and run only if every chain's
+    start is valid (finite energy and gradient); the flags come back so the host can
+    search other points or raise an error naming the term at fault.
+    """
+    TRACE_COUNT["sample"] += 1
+    fn = energy_fn(energy, kernel)
+    if state is None:
+        state = jax.vmap(lambda p: kernel.init(p, fn, params))(position0)
+        ok = jax.vmap(kernel.is_valid)(state)
+    else:
+        position0, ok = None, jnp.ones(num_chains, dtype=bool)
+
+    def advance(st, i):
+        keys = jax.random.split(jax.random.fold_in(key, i), num_chains)
+
+        def one(k, s):  # per chain: states' properties see one chain
+            s, info = kernel.step(k, s, fn, params)
+            return s, _record(s, info)
+
+        return jax.vmap(one)(keys, st)
+
+    def body(st, i):
+        if chunked:  # the last chunk may pass the end: those steps do nothing
+            shapes = jax.eval_shape(advance, st, i)[1]
+            idle = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+            return jax.lax.cond(i < total, advance, lambda st, i: (st, idle), st, i)
+        return advance(st, i)
+
+    def scan(st):
+        st, recs = jax.lax.scan(body, st, start + jnp.arange(length))
+        return st, jax.tree_util.tree_map(lambda r: jnp.swapaxes(r, 0, 1), recs)
+
+    if position0 is None:  # continuing a run: its state is valid
+        state, recs = scan(state)
+        return state, recs, ok
+    shapes = jax.eval_shape(scan, state)[1]
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    state, recs = jax.lax.cond(jnp.all(ok), scan, lambda st: (st, zeros), state)
+    return state, recs, ok
+
+
+def run(
+    energy: Energy,
+    kernel: Kernel,
+    params: Any,
+    key: jax.Array,
+    *,
+    position0: Mapping[str, jax.Array] | None,
+    state: Any,
+    num_warmup: int,
+    num_samples: int,
+    num_chains: int,
+    given_init: bool,
+    progress: bool,
+) -> tuple[Any, dict]:
+    """Run ``num_warmup + num_samples`` steps; the kept records (chain, draw) after warmup.
+
+    ``position0`` (a chain axis first) starts a new run; ``state`` continues one.
+    """
+    total = num_warmup + num_samples
+    length = total if not progress else max(1, math.ceil(total / PROGRESS_CHUNKS))
+    go = partial(
+        _advance,
+        energy,
+        key,
+        params=params,
+        kernel=kernel,
+        num_chains=num_chains,
+        total=total,
+        length=length,
+        chunked=progress,
+    )
+
+    def first_call(position0):
+        st, recs, ok = go(position0=position0, state=state, start=jnp.asarray(0))
+        if state is None and not np.asarray(ok).all():
+            if not kernel.unconstrained:  # the kernel's own assumptions first
+                c = int(np.flatnonzero(~np.asarray(ok))[0])
+                kernel.check({k: v[c] for k, v in position0.items()}, energy_fn(energy, kernel))
+            if given_init or not kernel.unconstrained:
+                raise_if_invalid(energy, position0, ok, searched=False, kernel=kernel)
+            position0, found = search(energy, jax.random.fold_in(key, 1), num_chains)
+            raise_if_invalid(energy, position0, found, searched=True, kernel=kernel)
+            # same structure: no recompilation
+            st, recs, ok = go(position0=position0, state=None, start=jnp.asarray(0))
+            raise_if_invalid(energy, position0, ok, searched=True, kernel=kernel)
+        return st, recs
+
+    if not progress:
+        st, recs = first_call(position0)
+        return st, jax.tree_util.tree_map(lambda r: r[:, num_warmup:], recs)
+    from tqdm.auto import tqdm
+
+    chunks = []
+    with tqdm(total=total, desc="warmup" if num_warmup else "sample") as bar:
+        for start in range(0, total, length):
+            if start == 0:
+                st, recs = first_call(position0)
+            else:
+                st, recs, _ = go(position0=None, state=st, start=jnp.asarray(start))
+            chunks.append(recs)
+            done = min(start + length, total)
+            if done > num_warmup:
+                bar.set_description("sample")
+            bar.update(done - start)
+    recs = jax.tree_util.tree_map(
+        lambda *c: jnp.concatenate(c, axis=1)[:, num_warmup:total], *chunks
+    )
+    return st, recs
