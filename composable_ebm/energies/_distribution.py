@@ -140,5 +140,10 @@ class FromDistribution(Energy):
     def space(self) -> dict[str, Var]:
         return {self.var: Var(self.shape, self.support)}
 
+    @property
+    def log_partition(self) -> jax.Array:
+        """log ∫ exp(−E) = 0: a distribution's density is normalised."""
+        return as_float(0.0)
+
     def _energy(self, values: Values) -> jax.Array:
         return -jnp.sum(self.distribution.log_prob(values[self.var]))
