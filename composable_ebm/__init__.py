@@ -16,10 +16,12 @@ from typing import Any
 from ._param import Param
 from ._space import Var
 from .energies import (
+    BernoulliRBM,
     Confinement,
     Energy,
     FromDistribution,
     Gaussian,
+    GaussianBernoulliRBM,
     NeuralEnergy,
     energy,
     freeze,
@@ -27,6 +29,7 @@ from .energies import (
     terms,
     trainable_mask,
 )
+from .energies._mixture import mixture
 from .infer import (
     EnergyDistribution,
     Samples,
@@ -41,6 +44,7 @@ from .infer import (
     unconstrain,
 )
 from .infer._langevin import langevin
+from .infer._partition import LogZ, log_partition
 from .train import (
     L2,
     NCE,
@@ -61,6 +65,7 @@ __version__ = "0.1.0"
 __all__ = [
     "L2",
     "NCE",
+    "BernoulliRBM",
     "Confinement",
     "ContrastiveDivergence",
     "Energy",
@@ -70,6 +75,8 @@ __all__ = [
     "FitResult",
     "FromDistribution",
     "Gaussian",
+    "GaussianBernoulliRBM",
+    "LogZ",
     "Loss",
     "MarginLoss",
     "NeuralEnergy",
@@ -86,7 +93,9 @@ __all__ = [
     "init_params",
     "langevin",
     "load",
+    "log_partition",
     "logsumexp",
+    "mixture",
     "model",
     "plot",
     "postprocess_fn",

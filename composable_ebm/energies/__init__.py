@@ -4,19 +4,25 @@ from ._base import Energy
 from ._closed_form import Confinement, FunctionEnergy, Gaussian, energy
 from ._combinators import LogSumExp, Scaled, Sum, logsumexp
 from ._distribution import FromDistribution
+from ._mixture import Mixture, mixture
 from ._neural import NeuralEnergy
+from ._rbm import BernoulliRBM, FreeEnergy, GaussianBernoulliRBM
 from ._structure import terms, trainable_mask
 from ._wrappers import Conditioned, Frozen, Named, Renamed, freeze
 
 __all__ = [
+    "BernoulliRBM",
     "Conditioned",
     "Confinement",
     "Energy",
+    "FreeEnergy",
     "FromDistribution",
     "Frozen",
     "FunctionEnergy",
     "Gaussian",
+    "GaussianBernoulliRBM",
     "LogSumExp",
+    "Mixture",
     "Named",
     "NeuralEnergy",
     "Renamed",
@@ -25,6 +31,7 @@ __all__ = [
     "energy",
     "freeze",
     "logsumexp",
+    "mixture",
     "terms",
     "trainable_mask",
 ]

@@ -14,6 +14,7 @@ from ._closed_form import Gaussian
 from ._combinators import Scaled, Sum, describe
 from ._distribution import FromDistribution
 from ._neural import NeuralEnergy
+from ._rbm import BernoulliRBM, GaussianBernoulliRBM
 from ._wrappers import Conditioned, Frozen, Named, Renamed
 
 __all__ = ["terms", "trainable_mask"]
@@ -23,6 +24,8 @@ _TRAINABLE: dict[type, frozenset[str]] = {
     Gaussian: frozenset({"mean", "tril"}),
     NeuralEnergy: frozenset({"layers"}),
     FromDistribution: frozenset({"params"}),  # empty unless built with trainable=True
+    BernoulliRBM: frozenset({"W", "b", "c"}),
+    GaussianBernoulliRBM: frozenset({"W", "b", "c"}),  # sigma is fixed
 }
 
 

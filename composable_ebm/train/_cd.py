@@ -1,4 +1,5 @@
-"""Contrastive divergence: negatives by Langevin dynamics from a persistent replay buffer."""
+"""Contrastive divergence: negatives by Langevin dynamics (or block Gibbs for RBMs) from a
+persistent replay buffer."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import jax.numpy as jnp
 from .._param import as_float
 from ..energies import Energy
 from ..infer._langevin import check_real_space, run_chains
-from ._loss import Loss, batch_energies
+from ._loss import Loss, batch_energies, normalize_data
+from ._rbm_cd import check_gibbs_data, gibbs_negatives, marginal_energy
 
 __all__ = ["ContrastiveDivergence"]
 
@@ -48,8 +50,17 @@ class ContrastiveDivergence(Loss):
     uniform image noise does, without imposing the single-bump shape of a fitted Gaussian.
     The buffer starts filled with that noise.
 
-    Only real-valued variables are supported. Gradient clipping (``fit(...,
+    Only real-valued variables are supported by Langevin. Gradient clipping (``fit(...,
     clip_norm=...)``) is advised for neural energies.
+
+    **Block Gibbs (RBMs).** With ``sampler="gibbs"`` the data hold the visible variables
+    only (for an RBM, an array (N, num_visible) of 0/1), the loss is on the free energy,
+    mean F(v⁺) − mean F(v⁻) with F = ``energy.free_energy()`` (the energy itself when it
+    has no other variables), and v⁻ comes from ``steps`` block-Gibbs sweeps of the joint
+    energy (h | v, then v | h; the kernel of ``kernel="gibbs"``). With ``persistent=False``
+    the chains start at the batch (CD-k); with ``persistent=True`` from the replay buffer
+    (PCD), whose fresh starts are fair coin flips for binary variables. ``step_size`` is
+    unused.
 
     Args:
         steps: Langevin steps per training step.
@@ -58,6 +69,7 @@ class ContrastiveDivergence(Loss):
         buffer_size: rows of the replay buffer (best several times the batch size).
         reinit: fraction of chains restarted from fresh noise at each step.
         energy_l2: α, the weight of the penalty on squared energies.
+        sampler: ``"langevin"`` or ``"gibbs"`` (block Gibbs on the joint, for RBMs).
         low, high: the noise box, mapping name → array; ``setup`` sets them from the
             data (leave them unset).
 
@@ -70,6 +82,16 @@ class ContrastiveDivergence(Loss):
         ...             progress=False)
         >>> bool(abs(float(r.energy.mean[0]) - 1.0) < 0.2), r.loss_state["buffer"]["x"].shape
         (True, (512, 1))
+
+        CD-1 for a binary RBM on visible data:
+
+        >>> rbm = ebm.BernoulliRBM("v", "h", 4, 2, key=jax.random.key(0))
+        >>> v = np.random.default_rng(0).integers(0, 2, (64, 4))
+        >>> cd1 = ebm.ContrastiveDivergence(sampler="gibbs", steps=1, persistent=False)
+        >>> r = ebm.fit(rbm, v, cd1, steps=20, batch_size=16, key=jax.random.key(1),
+        ...             progress=False)
+        >>> r.energy.W.shape
+        (4, 2)
     """
 
     steps: int = eqx.field(static=True)
@@ -78,6 +100,7 @@ class ContrastiveDivergence(Loss):
     buffer_size: int = eqx.field(static=True)
     reinit: jax.Array
     energy_l2: jax.Array
+    sampler: str = eqx.field(static=True)
     low: Any = None  # the noise box, set by setup: mapping name → array of the var's shape
     high: Any = None
 
@@ -90,6 +113,7 @@ class ContrastiveDivergence(Loss):
         buffer_size: int = 10_000,
         reinit: float = 0.05,
         energy_l2: float = 0.0,
+        sampler: str = "langevin",
         low: Any = None,
         high: Any = None,
     ):
@@ -106,12 +130,24 @@ class ContrastiveDivergence(Loss):
             raise ValueError(f"ContrastiveDivergence energy_l2 must be ≥ 0, got {energy_l2!r}")
         self.steps, self.persistent, self.buffer_size = steps, bool(persistent), buffer_size
         self.step_size, self.reinit = as_float(step_size), as_float(reinit)
-        self.energy_l2 = as_float(energy_l2)
+        if sampler not in ("langevin", "gibbs"):
+            raise ValueError(
+                f"ContrastiveDivergence sampler must be 'langevin' or 'gibbs', got {sampler!r}"
+            )
+        self.energy_l2, self.sampler = as_float(energy_l2), sampler
         self.low, self.high = low, high
 
+    def normalize(self, energy: Energy, data: Any) -> Any:
+        if self.sampler == "gibbs":  # the visible variables only
+            return normalize_data(marginal_energy(energy), data)
+        return normalize_data(energy, data)
+
     def setup(self, energy: Energy, data: Any, key: jax.Array) -> tuple[Loss, Any, Any]:
-        check_real_space(energy, "ContrastiveDivergence")
         data = self.normalize(energy, data)
+        if self.sampler == "gibbs":
+            check_gibbs_data(energy, data)
+        else:
+            check_real_space(energy, "ContrastiveDivergence")
         low, high = {}, {}
         for name, x in data.items():
             lo, hi = jnp.min(x, axis=0), jnp.max(x, axis=0)
@@ -125,20 +161,24 @@ class ContrastiveDivergence(Loss):
             buffer_size=self.buffer_size,
             reinit=self.reinit,
             energy_l2=self.energy_l2,
+            sampler=self.sampler,
             low=low,
             high=high,
         )
         if not self.persistent:
             return loss, None, None
-        return loss, None, {"buffer": loss._noise(key, self.buffer_size)}
+        return loss, None, {"buffer": loss._noise(key, self.buffer_size, energy)}
 
-    def _noise(self, key: jax.Array, n: int) -> dict[str, jax.Array]:
-        """``n`` rows of fresh noise, uniform over the enlarged bounding box."""
+    def _noise(self, key: jax.Array, n: int, energy: Energy) -> dict[str, jax.Array]:
+        """``n`` rows of fresh noise, uniform over the enlarged bounding box (fair coin
+        flips for the discrete variables of Gibbs training)."""
         keys = jax.random.split(key, len(self.low))
+        space = marginal_energy(energy).space if self.sampler == "gibbs" else {}
         out = {}
         for k, (name, lo), hi in zip(keys, self.low.items(), self.high.values()):
             u = jax.random.uniform(k, (n, *lo.shape), lo.dtype)
-            out[name] = lo[None] + u * (hi - lo)[None]
+            binary = name in space and space[name].is_discrete
+            out[name] = (u < 0.5).astype(lo.dtype) if binary else lo[None] + u * (hi - lo)[None]
         return out
 
     def value(self, energy: Energy, params: Any, state: Any, batch: Any, key: jax.Array):
@@ -146,7 +186,7 @@ class ContrastiveDivergence(Loss):
             raise RuntimeError("ContrastiveDivergence.value needs setup() first (fit does it)")
         n = next(iter(batch.values())).shape[0]
         k_noise, k_slots, k_reinit, k_chain = jax.random.split(key, 4)
-        fresh = self._noise(k_noise, n)
+        fresh = self._noise(k_noise, n, energy)
         if self.persistent:
             buffer = state["buffer"]
             size = next(iter(buffer.values())).shape[0]
@@ -157,11 +197,18 @@ class ContrastiveDivergence(Loss):
             slots = jax.lax.top_k(jax.random.uniform(k_slots, (size,)), n)[1]
             restart = jax.random.uniform(k_reinit, (n,)) < self.reinit
             start = {k: _rows_where(restart, fresh[k], buffer[k][slots]) for k in buffer}
+        elif self.sampler == "gibbs":  # CD-k: the chains start at the data
+            start = {k: v.astype(fresh[k].dtype) for k, v in batch.items()}
         else:
             start = fresh
         frozen = _stop_gradient(energy)
-        chains, _ = run_chains(k_chain, start, frozen._energy, self.step_size, self.steps)
-        negatives = jax.lax.stop_gradient(chains.position)
+        if self.sampler == "gibbs":
+            chains = gibbs_negatives(k_chain, frozen, start, self.steps)
+            negatives = jax.lax.stop_gradient(chains)
+            energy = marginal_energy(energy)  # the loss is on the free energy
+        else:
+            chains, _ = run_chains(k_chain, start, frozen._energy, self.step_size, self.steps)
+            negatives = jax.lax.stop_gradient(chains.position)
         if self.persistent:
             state = {"buffer": {k: buffer[k].at[slots].set(negatives[k]) for k in buffer}}
         e_pos = batch_energies(energy, batch)
