@@ -57,12 +57,14 @@ class LangevinInfo(NamedTuple):
 
     Attributes:
         acceptance_rate: the Metropolis–Hastings acceptance probability min(1, r)
-            (always 1 for the unadjusted kernel).
-        is_accepted: whether the proposal was taken (always ``True`` unadjusted).
+            (1 for the unadjusted kernel unless asked for, see :func:`build_kernel`).
+        is_accepted: whether the chain moved.
+        nonfinite: the proposal's energy or gradient was not finite (it was refused).
     """
 
     acceptance_rate: jax.Array
     is_accepted: jax.Array
+    nonfinite: jax.Array
 
 
 def init(position: Mapping[str, jax.Array], energy_fn: EnergyFn) -> LangevinState:
@@ -84,27 +86,49 @@ def _sq_norm(tree: Any) -> jax.Array:
     return sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree))
 
 
-def _log_proposal(to: LangevinState, frm: LangevinState, step_size: jax.Array) -> jax.Array:
-    """log q(to | frm) up to a constant: −‖to − frm + ε∇E(frm)‖² / (4ε)."""
-    diff = jax.tree_util.tree_map(
-        lambda a, b, g: a - b + step_size * g, to.position, frm.position, frm.gradient
+def _log_proposal(
+    to: LangevinState, frm: LangevinState, step_size: jax.Array, inverse_mass: Any
+) -> jax.Array:
+    """log q(to | frm) up to a constant: −Σ (to − frm + εD∇E(frm))² / (4εD)."""
+    terms = jax.tree_util.tree_map(
+        lambda a, b, g, d: jnp.sum(jnp.square(a - b + step_size * d * g) / d),
+        to.position,
+        frm.position,
+        frm.gradient,
+        inverse_mass,
     )
-    return -_sq_norm(diff) / (4.0 * step_size)
+    return -sum(jax.tree_util.tree_leaves(terms)) / (4.0 * step_size)
 
 
-def build_kernel(adjusted: bool = False) -> Callable:
+def _all_finite(state: LangevinState) -> jax.Array:
+    ok = jnp.isfinite(state.energy)
+    for g in jax.tree_util.tree_leaves(state.gradient):
+        ok = ok & jnp.all(jnp.isfinite(g))
+    return ok
+
+
+def build_kernel(adjusted: bool = False, mh_probability: bool | None = None) -> Callable:
     """A Langevin kernel: unadjusted (ULA) or Metropolis-adjusted (MALA).
 
-    The proposal is x' = x − ε∇E(x) + sqrt(2ε)·ξ with ξ ~ N(0, I). ULA always moves
-    (its stationary law is biased by O(ε)); MALA accepts with probability
+    The proposal is x' = x − εD∇E(x) + sqrt(2εD)·ξ with ξ ~ N(0, I) and D a diagonal
+    preconditioner (the inverse mass matrix; the identity by default). ULA moves to it
+    (its stationary law is biased by O(ε)); MALA accepts it with probability
     min(1, exp(E(x) − E(x') + log q(x | x') − log q(x' | x))), which leaves
-    p ∝ exp(−E) exactly invariant.
+    p ∝ exp(−E) exactly invariant. Both refuse (and report) a proposal whose energy or
+    gradient is not finite, so no chain ever holds a non-finite position.
+
+    This is the one Langevin step of the library: ``ebm.sample(kernel="mala" | "ula")``
+    (with adaptation around it), ``ebm.langevin``, contrastive divergence and AIS all
+    call it.
 
     Args:
         adjusted: add the Metropolis–Hastings correction (MALA).
+        mh_probability: compute the MH acceptance probability even when unadjusted
+            (default: only when adjusted), e.g. to tune ULA's step size.
 
     Returns:
-        ``kernel(key, state, energy_fn, step_size) -> (state, info)``, pure and jittable.
+        ``kernel(key, state, energy_fn, step_size, inverse_mass=None) -> (state, info)``,
+        pure and jittable; ``inverse_mass`` is D with the position's structure.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -116,11 +140,18 @@ def build_kernel(adjusted: bool = False) -> Callable:
         >>> state.position["x"].shape, bool(0.0 < info.acceptance_rate <= 1.0)
         ((2,), True)
     """
+    with_mh = adjusted if mh_probability is None else bool(mh_probability)
 
     def kernel(
-        key: jax.Array, state: LangevinState, energy_fn: EnergyFn, step_size: Any
+        key: jax.Array,
+        state: LangevinState,
+        energy_fn: EnergyFn,
+        step_size: Any,
+        inverse_mass: Any = None,
     ) -> tuple[LangevinState, LangevinInfo]:
         step_size = jnp.asarray(step_size, jnp.result_type(state.energy))
+        if inverse_mass is None:
+            inverse_mass = jax.tree_util.tree_map(lambda x: jnp.ones((), x.dtype), state.position)
         k_noise, k_accept = jax.random.split(key)
         leaves, treedef = jax.tree_util.tree_flatten(state.position)
         keys = jax.random.split(k_noise, len(leaves))
@@ -128,24 +159,32 @@ def build_kernel(adjusted: bool = False) -> Callable:
             jax.random.normal(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves)
         ]
         noise = jax.tree_util.tree_unflatten(treedef, noise)
-        scale = jnp.sqrt(2.0 * step_size)
         position = jax.tree_util.tree_map(
-            lambda x, g, z: x - step_size * g + scale * z, state.position, state.gradient, noise
+            lambda x, g, z, d: x - step_size * d * g + jnp.sqrt(2.0 * step_size * d) * z,
+            state.position,
+            state.gradient,
+            noise,
+            inverse_mass,
         )
         proposal = init(position, energy_fn)
-        if not adjusted:
-            return proposal, LangevinInfo(jnp.ones((), step_size.dtype), jnp.array(True))
-        log_ratio = (
-            state.energy
-            - proposal.energy
-            + _log_proposal(state, proposal, step_size)
-            - _log_proposal(proposal, state, step_size)
-        )
-        log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
-        accept_prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
-        accepted = jax.random.uniform(k_accept, (), accept_prob.dtype) < accept_prob
+        finite = _all_finite(proposal)
+        if with_mh:
+            log_ratio = (
+                state.energy
+                - proposal.energy
+                + _log_proposal(state, proposal, step_size, inverse_mass)
+                - _log_proposal(proposal, state, step_size, inverse_mass)
+            )
+            log_ratio = jnp.where(finite & ~jnp.isnan(log_ratio), log_ratio, -jnp.inf)
+            accept_prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
+        else:
+            accept_prob = finite.astype(step_size.dtype)
+        if adjusted:
+            accepted = jax.random.uniform(k_accept, (), accept_prob.dtype) < accept_prob
+        else:
+            accepted = finite
         new = jax.tree_util.tree_map(lambda a, b: jnp.where(accepted, a, b), proposal, state)
-        return new, LangevinInfo(accept_prob, accepted)
+        return new, LangevinInfo(accept_prob, accepted, ~finite)
 
     return kernel
 

@@ -1,11 +1,13 @@
 """MALA and ULA for ``ebm.sample``: Langevin proposals with a diagonal preconditioner.
 
 The proposal is x' = x − ε D ∇E(x) + sqrt(2ε D) ξ, ξ ~ N(0, I), with D the diagonal
-inverse mass matrix. MALA accepts it with the Metropolis–Hastings probability; ULA always
-moves (stationary law biased by O(ε)) except into points where the energy or its gradient
-is not finite, which it refuses and counts. During warmup MALA adapts ε by dual averaging
-towards an acceptance of ``target_accept_prob`` (0.574, optimal for MALA) and D by
-NumPyro's windowed Welford estimate, the same schedule NUTS uses.
+inverse mass matrix; the step itself is ``_langevin.build_kernel``, the one Langevin step
+of the library, with adaptation around it. MALA accepts the proposal with the
+Metropolis–Hastings probability; ULA always moves (stationary law biased by O(ε)) except
+into points where the energy or its gradient is not finite, which it refuses and counts.
+During warmup MALA adapts ε by dual averaging towards an acceptance of
+``target_accept_prob`` (0.574, optimal for MALA) and D by NumPyro's windowed Welford
+estimate, the same schedule NUTS uses.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc_util import HMCAdaptState, IntegratorState, warmup_adapter
 
 from ..._param import as_float
+from .._langevin import LangevinState, build_kernel
 from ._base import EnergyFn, Kernel, register
 
 __all__ = ["MALA", "ULA", "MALAInfo", "MALAState"]
@@ -48,7 +51,8 @@ class MALAInfo(NamedTuple):
 
     Attributes:
         accept_prob: the Metropolis–Hastings probability min(1, r) of the proposal
-            (for ULA: what MALA's would have been; ULA moves regardless).
+            (for ULA: what MALA's would have been when ``adapt_step_size=True``, else 1
+            for every finite proposal; ULA moves regardless).
         is_accepted: whether the chain moved.
         step_size: ε used for this step.
         nonfinite: the proposal's energy or gradient was not finite (it was refused).
@@ -100,46 +104,29 @@ class _Langevin(Kernel):
     def step(
         self, key: jax.Array, state: MALAState, energy_fn: EnergyFn, params: dict
     ) -> tuple[MALAState, MALAInfo]:
-        k_noise, k_accept = jax.random.split(key)
-        x, unravel = ravel_pytree(state.position)
-        g, _ = ravel_pytree(state.gradient)
         eps = state.adapt.step_size
-        d = state.adapt.inverse_mass_matrix
-        noise = jax.random.normal(k_noise, x.shape, x.dtype)
-        y = x - eps * d * g + jnp.sqrt(2.0 * eps * d) * noise
-        e_new, g_new_tree = jax.value_and_grad(energy_fn)(unravel(y))
-        g_new, _ = ravel_pytree(g_new_tree)
-
-        def log_q(to, frm, g_frm):  # log q(to | frm) up to a constant
-            return -jnp.sum(jnp.square(to - frm + eps * d * g_frm) / d) / (4.0 * eps)
-
-        log_ratio = state.energy - e_new + log_q(x, y, g_new) - log_q(y, x, g)
-        finite = jnp.isfinite(e_new) & jnp.all(jnp.isfinite(g_new))
-        log_ratio = jnp.where(finite & ~jnp.isnan(log_ratio), log_ratio, -jnp.inf)
-        accept_prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
-        if self.adjusted:
-            accepted = jax.random.uniform(k_accept, (), accept_prob.dtype) < accept_prob
+        _, unravel = ravel_pytree(state.position)
+        kernel = build_kernel(self.adjusted, mh_probability=self.adjusted or self.adapt_step_size)
+        lv, info = kernel(
+            key,
+            LangevinState(state.position, state.energy, state.gradient),
+            energy_fn,
+            eps,
+            unravel(state.adapt.inverse_mass_matrix),
+        )
+        if self.num_warmup:  # adaptation: NumPyro's windowed scheme, on the raveled position
+            _, wa_update = self._adapter(params)
+            z = IntegratorState(ravel_pytree(lv.position)[0], None, lv.energy, None)
+            adapt = jax.lax.cond(
+                state.i < self.num_warmup,
+                lambda a: wa_update(state.i, info.acceptance_rate, z, a),
+                lambda a: a,
+                state.adapt,
+            )
         else:
-            accepted = finite
-        position = jax.tree_util.tree_map(
-            lambda a, b: jnp.where(accepted, a, b), unravel(y), state.position
-        )
-        energy = jnp.where(accepted, e_new, state.energy)
-        gradient = jax.tree_util.tree_map(
-            lambda a, b: jnp.where(accepted, a, b), g_new_tree, state.gradient
-        )
-        _, wa_update = self._adapter(params)
-        flat_new = jnp.where(accepted, y, x)
-        adapt = jax.lax.cond(
-            state.i < self.num_warmup,
-            lambda a: wa_update(
-                state.i, accept_prob, IntegratorState(flat_new, None, energy, None), a
-            ),
-            lambda a: a,
-            state.adapt,
-        )
-        new = MALAState(state.i + 1, position, energy, gradient, adapt)
-        return new, MALAInfo(accept_prob, accepted, eps, ~finite)
+            adapt = state.adapt
+        new = MALAState(state.i + 1, lv.position, lv.energy, lv.gradient, adapt)
+        return new, MALAInfo(info.acceptance_rate, info.is_accepted, eps, info.nonfinite)
 
     def with_position(self, state: MALAState, position: dict, energy: Any, gradient: dict):
         return state._replace(position=position, energy=energy, gradient=gradient)
