@@ -20,6 +20,12 @@ ess = float(s.summary()["ess_bulk"].min())
 assert ess > 200, ess
 m = float(s.draws["s"].mean())
 assert abs(m - 1.5) < 5 * np.sqrt(3 / 4 / ess), m  # Gamma(3, 2): mean 1.5, var 0.75
+G = ebm.Gaussian("x", jnp.zeros(2), cov=1.0)
+t = ebm.sample(G, jax.random.key(1), kernel="mala", temperatures=[1, 2], num_warmup=100,
+               num_samples=100, num_chains=2)
+assert t.draws["x"].dtype == jnp.float64 and t.term_energies["Gaussian"].dtype == jnp.float64
+z = ebm.log_partition(G, bounds={"x": [(-9, 9), (-9, 9)]})
+assert abs(z.value - np.log(2 * np.pi)) < 1e-9, z  # float64 quadrature
 print("ok")
 """
 

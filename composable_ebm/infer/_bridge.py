@@ -41,9 +41,9 @@ def continuous_space(energy: Energy, what: str = "sampling") -> dict[str, Var]:
         if var.is_discrete:
             raise ValueError(
                 f"variable {name!r} is discrete (support {describe_support(var.support)}); "
-                f"NUTS/HMC need continuous variables. Sum it out with "
-                f"E.marginalize({name!r}), or run NumPyro's DiscreteHMCGibbs on "
-                "ebm.model(E)"
+                f"NUTS/HMC/MALA need continuous variables. Sum it out with "
+                f"E.marginalize({name!r}), use kernel='gibbs' for binary variables of an "
+                "energy such as an RBM, or run NumPyro's DiscreteHMCGibbs on ebm.model(E)"
             )
     return space
 
