@@ -53,6 +53,7 @@ def _advance(
     start: jax.Array,
     kernel: Kernel,
     num_chains: int,
+    num_warmup: int,
     total: int,
     length: int,
     chunked: bool,
@@ -89,7 +90,9 @@ def _advance(
 
     def scan(st):
         st, recs = jax.lax.scan(body, st, start + jnp.arange(length))
-        return st, jax.tree_util.tree_map(lambda r: jnp.swapaxes(r, 0, 1), recs)
+        # (chain, step); a single call keeps only the draws after warmup
+        keep = slice(0, None) if chunked else slice(num_warmup, None)
+        return st, jax.tree_util.tree_map(lambda r: jnp.swapaxes(r, 0, 1)[:, keep], recs)
 
     if position0 is None:  # continuing a run: its state is valid
         state, recs = scan(state)
@@ -127,6 +130,7 @@ def run(
         params=params,
         kernel=kernel,
         num_chains=num_chains,
+        num_warmup=num_warmup,
         total=total,
         length=length,
         chunked=progress,
@@ -148,8 +152,7 @@ def run(
         return st, recs
 
     if not progress:
-        st, recs = first_call(position0)
-        return st, jax.tree_util.tree_map(lambda r: r[:, num_warmup:], recs)
+        return first_call(position0)
     from tqdm.auto import tqdm
 
     chunks = []

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.infer.hmc import HMCState, hmc
 
 from ..._param import as_float
@@ -194,8 +195,8 @@ class _NumPyroHMC(Kernel):
         return kernel, params
 
     def warnings(self, stats: dict, num_warmup: int) -> list[str]:
-        frac = float(jnp.mean(jnp.asarray(stats["diverging"])))
-        acc = float(jnp.mean(jnp.asarray(stats["accept_prob"])))
+        frac = float(np.mean(np.asarray(stats["diverging"])))
+        acc = float(np.mean(np.asarray(stats["accept_prob"])))
         if frac > 0.5:
             return [
                 f"{frac:.0%} of the transitions diverged: the draws are unreliable. A fixed "

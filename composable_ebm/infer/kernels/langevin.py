@@ -17,6 +17,7 @@ from typing import Any, ClassVar, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc_util import HMCAdaptState, IntegratorState, warmup_adapter
 
@@ -171,7 +172,7 @@ class _Langevin(Kernel):
     def warnings(self, stats: dict, num_warmup: int) -> list[str]:
         if not self.adjusted:
             return []
-        acc = float(jnp.mean(jnp.asarray(stats["accept_prob"])))
+        acc = float(np.mean(np.asarray(stats["accept_prob"])))
         if acc < 0.1:
             return [
                 f"MALA's mean acceptance is {acc:.2f}: the chains barely move. Let the step "
