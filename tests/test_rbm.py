@@ -319,3 +319,14 @@ def test_nuts_on_the_gaussian_bernoulli_free_energy():
     for i in range(2):
         se = v[..., i].std() / np.sqrt(az.ess(v[..., i]))
         assert abs(v[..., i].mean() - exact[i]) < 5 * se, (i, v[..., i].mean(), exact[i], se)
+
+
+def test_gibbs_with_temperatures_keeps_the_exact_marginals(small):
+    """Parallel tempering over block Gibbs: swaps move states, T = 1 draws stay exact."""
+    E, V, H = joint_table(small)
+    P = np.exp(-E - logsumexp(-E))
+    s = ebm.sample(small, jax.random.key(10), kernel="gibbs", temperatures=[1.0, 2.0, 4.0],
+                   num_warmup=20, num_samples=500, num_chains=32)  # fmt: skip
+    swap = np.asarray(s.stats["swap_accept_prob"])
+    assert swap.shape == (32, 500, 2) and 0.1 < swap.mean() <= 1.0
+    assert_means_match(np.asarray(s.draws["v"]), P.sum(1) @ V, "visible means (tempered)")

@@ -14,7 +14,7 @@ from ..energies import Energy, terms
 __all__ = ["basin_message", "nonfinite_message", "run_warnings"]
 
 BASIN_Z = 8.0  # chain-vs-rest difference in standard errors (batch means)
-BASIN_SD = 1.0  # ... and in within-chain standard deviations
+BASIN_SD = 2.0  # ... and in within-chain standard deviations
 PROBE_POINTS = 2048
 
 

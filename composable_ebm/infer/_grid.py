@@ -189,5 +189,7 @@ def grid_log_partition(
         chunk,
     )
     value, coarse = float(la), float(lb)
-    err = abs(value - coarse) if math.isfinite(value) else math.inf
+    # never exactly 0: the sum itself is only as exact as the float type
+    floor = 8.0 * float(np.finfo(float_dtype()).eps) * max(1.0, abs(value))
+    err = max(abs(value - coarse), floor) if math.isfinite(value) else math.inf
     return LogZ(value, err)

@@ -268,6 +268,12 @@ class Gibbs(Kernel):
         info = GibbsInfo(energy - state.energy, flips)
         return state._replace(position=position, energy=energy), info
 
+    def with_position(
+        self, state: GibbsState, position: dict, energy: Any, gradient: Any
+    ) -> GibbsState:
+        """``state`` moved to ``position`` (parallel tempering's swaps)."""
+        return state._replace(position=position, energy=energy)
+
     def is_valid(self, state: GibbsState) -> jax.Array:
         """Finite energy, and the energy of the form the conditionals assume."""
         ok = jnp.isfinite(state.energy)

@@ -148,5 +148,8 @@ def tempered(base: Kernel, base_params: Any, temperatures: Sequence[float] | Any
             f"(e.g. [1, 2, 4, 8]), got {t.tolist()}"
         )
     if type(base).with_position is Kernel.with_position:
-        raise ValueError(f"kernel {type(base).__name__} cannot be tempered (it cannot swap states)")
+        raise ValueError(
+            f"kernel {type(base).__name__} does not support temperatures: it has no way to "
+            "move a replica's state to another position (Kernel.with_position)"
+        )
     return Tempering(base, int(t.size)), {"base": base_params, "temperatures": as_float(t)}
