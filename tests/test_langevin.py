@@ -101,7 +101,7 @@ def test_mala_acceptance_in_unit_interval_and_falls_with_the_step():
     run = jax.jit(lambda eps: run_chains(jax.random.key(1), start, energy_fn, eps, 50, True))
     rates = []
     for eps in (0.05, 0.5):
-        _, acc = run(jnp.float32(eps))
+        _, (acc, _) = run(jnp.float32(eps))
         assert acc.shape == (512,)
         assert bool(jnp.all((acc > 0) & (acc <= 1)))
         rates.append(float(acc.mean()))

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..energies import Energy, terms
 
-__all__ = ["basin_message", "nonfinite_message", "run_warnings"]
+__all__ = ["basin_message", "nonfinite_message", "run_warnings", "runaway_message"]
 
 BASIN_Z = 8.0  # chain-vs-rest difference in standard errors (batch means)
 BASIN_SD = 2.0  # ... and in within-chain standard deviations
@@ -152,8 +152,45 @@ def nonfinite_message(samples: Any) -> str | None:
     )
 
 
+def _quarters(x: np.ndarray) -> np.ndarray:
+    q = x.shape[1] // 4
+    return np.stack([x[:, i * q : (i + 1) * q].mean(axis=1) for i in range(4)], axis=1)
+
+
+def runaway_message(samples: Any) -> str | None:
+    """A message when the chains run away: positions grow without bound (or overflow)
+    while the energy keeps falling, the signature of an energy with no finite ∫exp(−E)
+    (``-E``, ``0 * E``, a term unbounded below)."""
+    flat = [
+        np.asarray(v, np.float64).reshape(v.shape[0], v.shape[1], -1)
+        for k, v in samples.draws.items()
+        if not samples.energy.space[k].is_discrete
+    ]
+    if not flat or samples.num_samples < 8:
+        return None
+    x = np.concatenate(flat, axis=2)
+    with np.errstate(all="ignore"):
+        biggest = float(np.max(np.abs(x)))
+        huge = not np.isfinite(biggest) or biggest > 1e12
+        rms = _quarters(np.sqrt(np.mean(x**2, axis=2)))
+        e = _quarters(np.asarray(samples.stats["model_energy"], np.float64))
+        growing = np.all(np.diff(rms, axis=1) > 0) and np.all(rms[:, 3] > 1.3 * rms[:, 0])
+        falling = np.all(np.diff(e, axis=1) < 0) and np.all(e[:, 0] - e[:, 3] > 10.0)
+    if not (huge or (growing and falling)):
+        return None
+    return (
+        f"the chains run away: positions reach |x| ≈ {biggest:.3g} and keep growing while "
+        "the energy keeps falling. The energy is probably not normalisable (∫exp(−E) is "
+        "infinite: -E, 0 * E, or a term unbounded below), so there is no distribution to "
+        "sample. Add ebm.Confinement(name, scale=...) or a prior that bounds every variable"
+    )
+
+
 def run_warnings(samples: Any, kernel: Any, num_warmup: int) -> list[str]:
     """Every warning about a finished run, as messages."""
+    runaway = runaway_message(samples)
+    if runaway:  # nothing else about such a run means anything
+        return [runaway]
     out = list(kernel.warnings(samples.stats, num_warmup))
     for check in (nonfinite_message, basin_message):
         message = check(samples)

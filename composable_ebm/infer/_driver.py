@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..energies import Energy
-from ._bridge import potential
 from ._init import raise_if_invalid, search
+from ._target import target
 from .kernels import Kernel
 
 __all__ = ["TRACE_COUNT", "energy_fn", "run"]
@@ -34,8 +34,9 @@ PROGRESS_CHUNKS = 20
 
 
 def energy_fn(energy: Energy, kernel: Kernel) -> Callable:
-    """The target a kernel moves on: the potential (unconstrained) or E itself."""
-    return partial(potential, energy) if kernel.unconstrained else energy._energy
+    """The target a kernel moves on: the potential (unconstrained) or E itself, checked
+    at trace time (a non-scalar or a Python-level use of a traced value names the term)."""
+    return target(energy, kernel.unconstrained)
 
 
 def _record(state: Any, info: Any) -> dict:

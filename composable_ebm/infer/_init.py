@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._param import float_dtype
+from .._space import describe_support
 from ..energies import Energy, terms
 from ._bridge import constrain, potential, transforms, unconstrain
 
@@ -163,13 +164,25 @@ def _chain_values(energy: Energy, init: Mapping[str, Any], num_chains: int) -> d
         )
     out = {}
     for name, var in space.items():
-        v = jnp.asarray(init[name], dtype=float_dtype())
+        raw = init[name]
+        if isinstance(raw, (str, bytes)) or np.asarray(raw).dtype.kind not in "biuf":
+            raise TypeError(f"init[{name!r}] must be numbers, got {raw!r}")
+        v = jnp.asarray(raw, dtype=float_dtype())
+        if not np.all(np.isfinite(np.asarray(v))):
+            raise ValueError(f"init[{name!r}] is not finite: {np.asarray(v)}")
         if v.shape == var.shape:
             v = jnp.broadcast_to(v, (num_chains, *var.shape))
         elif v.shape != (num_chains, *var.shape):
             raise ValueError(
                 f"init[{name!r}] has shape {v.shape}; expected the variable's shape "
                 f"{var.shape} or (num_chains, *shape) = {(num_chains, *var.shape)}"
+            )
+        inside = np.asarray(jax.vmap(var.support)(v)) if var.shape is not None else True
+        if not np.all(inside):
+            c = int(np.flatnonzero(~np.reshape(inside, (num_chains, -1)).all(axis=1))[0])
+            raise ValueError(
+                f"init[{name!r}] = {np.asarray(v[c]).tolist()} (chain {c}) is outside the "
+                f"variable's support, {describe_support(var.support)}"
             )
         out[name] = v
     return out

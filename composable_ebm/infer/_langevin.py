@@ -12,6 +12,7 @@ Contrastive divergence (``ebm.ContrastiveDivergence``) reuses :func:`init`,
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -28,6 +29,7 @@ from ..energies import Energy
 __all__ = [
     "LangevinInfo",
     "LangevinState",
+    "RunStats",
     "build_kernel",
     "check_real_space",
     "init",
@@ -64,6 +66,13 @@ class LangevinInfo(NamedTuple):
 
     acceptance_rate: jax.Array
     is_accepted: jax.Array
+    nonfinite: jax.Array
+
+
+class RunStats(NamedTuple):
+    """Per chain, over a run: mean acceptance probability, fraction of non-finite proposals."""
+
+    acceptance_rate: jax.Array
     nonfinite: jax.Array
 
 
@@ -200,7 +209,8 @@ def run_chains(
     """``num_steps`` kernel steps of many chains (leading axis of every position array).
 
     Pure and traceable (call it inside ``jit``). Returns the final per-chain states and
-    the mean acceptance probability per chain.
+    a :class:`RunStats` (per chain: mean acceptance probability, fraction of proposals
+    refused because their energy or gradient was not finite).
     """
     kernel = build_kernel(adjusted)
     position = dict(position)
@@ -209,13 +219,17 @@ def run_chains(
     step = jax.vmap(kernel, in_axes=(0, 0, None, None))
 
     def body(carry, key):
-        states, acc = carry
+        states, acc, bad = carry
         states, info = step(jax.random.split(key, num_chains), states, energy_fn, step_size)
-        return (states, acc + info.acceptance_rate.astype(acc.dtype)), None
+        acc = acc + info.acceptance_rate.astype(acc.dtype)
+        return (states, acc, bad + info.nonfinite.astype(acc.dtype)), None
 
-    acc0 = jnp.zeros((num_chains,), states.energy.dtype)
-    (states, acc), _ = jax.lax.scan(body, (states, acc0), jax.random.split(key, num_steps))
-    return states, acc / max(num_steps, 1)
+    zeros = jnp.zeros((num_chains,), states.energy.dtype)
+    (states, acc, bad), _ = jax.lax.scan(
+        body, (states, zeros, zeros), jax.random.split(key, num_steps)
+    )
+    n = max(num_steps, 1)
+    return states, RunStats(acc / n, bad / n)
 
 
 def check_real_space(energy: Energy, what: str = "Langevin") -> dict:
@@ -242,8 +256,9 @@ def check_real_space(energy: Energy, what: str = "Langevin") -> dict:
 
 @eqx.filter_jit
 def _run(energy, key, position, step_size, num_steps, adjusted):
-    states, _ = run_chains(key, position, energy._energy, step_size, num_steps, adjusted)
-    return states.position
+    start = jax.vmap(lambda p: _all_finite(init(p, energy._energy)))(position)
+    states, stats = run_chains(key, position, energy._energy, step_size, num_steps, adjusted)
+    return states.position, start, jnp.mean(stats.nonfinite)
 
 
 def langevin(
@@ -296,4 +311,22 @@ def langevin(
     if eps.ndim != 0 or not (math.isfinite(float(eps)) and float(eps) > 0):
         raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
     position, _ = leading_axis_values(space, init, "init", "chains")
-    return _run(E, key, position, eps, int(num_steps), bool(adjusted))
+    out, start_ok, nonfinite = _run(E, key, position, eps, int(num_steps), bool(adjusted))
+    start_ok = np.asarray(start_ok)
+    if not start_ok.all():
+        c = int(np.flatnonzero(~start_ok)[0])
+        raise ValueError(
+            f"langevin: the energy or its gradient is not finite at init for chain {c} "
+            f"({int((~start_ok).sum())} of {start_ok.size} chains); start every chain where "
+            "the energy is finite"
+        )
+    frac = float(nonfinite)
+    if frac > 0:
+        warnings.warn(
+            f"langevin: {frac:.1%} of the proposals had a non-finite energy or gradient and "
+            "were refused (the chains stayed put). The step size may be too large, or the "
+            "energy is not finite in part of the space",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -192,6 +193,10 @@ def sample(
         space = _space(energy, cls)
         kern, params = cls.from_options(num_warmup, kernel_options)
         kern = kern.for_space(space)
+        if kern.unconstrained:
+            ts = transforms(space)
+            dim = sum(math.prod(ts[k].inverse_shape(v.shape)) for k, v in space.items())
+            kern.check_dimension(params, dim)
         if temperatures is not None:
             kern, params = tempered(kern, params, temperatures)
         if init is not None and kern.unconstrained:

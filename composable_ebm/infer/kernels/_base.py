@@ -88,6 +88,10 @@ class Kernel(eqx.Module):
         """The same kernel for a run of ``num_warmup`` adaptation steps (0: continue)."""
         return self
 
+    def check_dimension(self, params: Any, dim: int) -> None:
+        """Check the traced settings against the position's size ``dim`` (flattened);
+        raise a ``ValueError`` naming the option (nothing to check by default)."""
+
     def for_space(self, space: Mapping[str, Any]) -> Kernel:
         """The kernel specialised to the energy's space (e.g. which variables are binary);
         raises a ``ValueError`` naming a variable the kernel cannot move."""

@@ -110,6 +110,9 @@ class Tempering(Kernel):
         info["swap_accept_prob"] = alpha
         return TemperingState(states, state.i + 1), info
 
+    def check_dimension(self, params: dict, dim: int) -> None:
+        self.base.check_dimension(params["base"], dim)
+
     def with_num_warmup(self, num_warmup: int) -> Kernel:
         return Tempering(self.base.with_num_warmup(num_warmup), self.num_temperatures)
 
