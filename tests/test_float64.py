@@ -35,3 +35,39 @@ def test_sampling_in_float64_mode():
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
+
+
+@pytest.mark.x64
+def test_float64_mode_is_on_when_asked():
+    """Collected with the x64 subset, so the subprocess below proves it ran in float64."""
+    import os
+
+    import jax.numpy as jnp
+
+    want = jnp.float64 if os.environ.get("EBM_X64") == "1" else jnp.float32
+    assert jnp.zeros(()).dtype == want
+
+
+X64_FILES = [
+    "tests/test_float64.py",
+    "tests/test_statistics.py",
+    "tests/test_kernels.py",
+    "tests/test_mixing.py",
+]
+
+
+@pytest.mark.slow
+def test_statistical_core_in_float64_mode():
+    """The tests marked ``x64`` (closed-form moments under NUTS and MALA, constrained
+    supports, term energies) run again with ``jax_enable_x64`` on."""
+    import os
+    import pathlib
+
+    if os.environ.get("EBM_X64") == "1":
+        pytest.skip("already running in float64 mode")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "EBM_X64": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "x64", "-p", "no:cacheprovider"]
+    out = subprocess.run([*cmd, *X64_FILES], cwd=root, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert " passed" in out.stdout and "failed" not in out.stdout, out.stdout[-2000:]

@@ -33,6 +33,7 @@ def mala_run():
     return E, ebm.sample(E, jax.random.key(0), kernel="mala", **RUN)
 
 
+@pytest.mark.x64
 def test_mala_reproduces_gaussian_moments(mala_run):
     _, s = mala_run
     mean, cov = poe_exact(*CASE)
@@ -66,6 +67,7 @@ def test_mala_step_size_follows_the_target_scale():
     assert 30 < out[1] / out[0] < 300
 
 
+@pytest.mark.x64
 def test_ula_matches_its_exact_biased_variance():
     sigma, eps = 1.0, 0.5
     E = ebm.Gaussian("x", 0.0, cov=sigma**2)

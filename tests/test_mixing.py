@@ -32,6 +32,7 @@ def _messages(record) -> list[str]:
     return [str(w.message) for w in record if issubclass(w.category, RuntimeWarning)]
 
 
+@pytest.mark.x64
 def test_term_energies_sum_to_the_model_energy():
     prior = ebm.Gaussian("x", jnp.zeros(2), cov=jnp.eye(2)).named("prior")
     ring = ebm.energy(lambda x, s: (jnp.linalg.norm(x) - s) ** 2, x=(2,), s=()).named("ring")

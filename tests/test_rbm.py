@@ -323,7 +323,7 @@ def test_nuts_on_the_gaussian_bernoulli_free_energy():
 
 def test_gibbs_with_temperatures_keeps_the_exact_marginals(small):
     """Parallel tempering over block Gibbs: swaps move states, T = 1 draws stay exact."""
-    E, V, H = joint_table(small)
+    E, V, _ = joint_table(small)
     P = np.exp(-E - logsumexp(-E))
     s = ebm.sample(small, jax.random.key(10), kernel="gibbs", temperatures=[1.0, 2.0, 4.0],
                    num_warmup=20, num_samples=500, num_chains=32)  # fmt: skip

@@ -49,6 +49,7 @@ POE_CASES = [
 ]
 
 
+@pytest.mark.x64
 def test_product_of_gaussian_experts():
     """Precisions add; the mean is the precision-weighted mean."""
     n = None
@@ -85,6 +86,7 @@ def test_conditional_of_correlated_gaussian(y):
     assert_moments(s.draws["x"][..., None], m, v, f"x | y={y}")
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize(("a", "b", "c"), [(3.0, 2.0, 1.5), (5.0, 1.0, 0.5)])
 def test_gamma_times_exponential_is_gamma(a, b, c):
     """Gamma(a, b) from NumPyro times exp(−c s) is Gamma(a, b + c)."""
@@ -141,6 +143,7 @@ def test_hmc_kernel():
     assert_moments(s.draws["x"], mean, cov, "HMC")
 
 
+@pytest.mark.x64
 def test_dirichlet_on_the_simplex():
     """A simplex variable (stick-breaking transform), from a given starting point too."""
     alpha = np.array([2.0, 3.0, 4.0])
