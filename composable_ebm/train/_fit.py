@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import math
 import os
-import pathlib
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -18,7 +17,7 @@ import numpy as np
 import optax
 
 from ..energies import Energy, trainable_mask
-from ._checkpoint import check_writable, load_tree, save_tree
+from ._fit_checkpoint import FitCheckpoint
 from ._loss import Loss
 from ._result import FitError, FitResult
 
@@ -83,7 +82,10 @@ def fit(
         chunk_size: steps per compiled chunk.
         checkpoint: a path; the whole training state is saved there (atomically) every
             ``checkpoint_every`` steps and at the end, and a later ``fit`` with the same
-            path resumes from it.
+            path resumes from it (the file must come from the same energy, loss and
+            optimizer: anything else is refused with a message naming both sides). A
+            checkpoint already past ``steps`` trains nothing: its state is returned as it
+            is (``FitResult.steps`` is the checkpoint's step) with a ``UserWarning``.
         checkpoint_every: steps between checkpoints (default: every chunk).
         on_nonfinite: ``"warn"`` (stop, warn, return the last good parameters) or
             ``"raise"`` (raise :class:`FitError` carrying that result).
@@ -166,7 +168,9 @@ def fit(
         up to the last good step, a variant compiled only when it is needed."""
         TRACE_COUNT["fit"] += 1
         return jax.lax.scan(
-            lambda c, i: step(c, i, limit, loss_c, data, guarded), carry, start + jnp.arange(chunk)
+            lambda c, i: step(c, i, limit, loss_c, data, guarded),
+            carry,
+            start + jnp.arange(chunk, dtype=jnp.int32),
         )
 
     @eqx.filter_jit
@@ -178,14 +182,10 @@ def fit(
     history: dict[str, list] = {}
     val_hist: dict[str, list] = {"val_step": [], "val_loss": []}
     done, stopped, nonfinite = 0, None, False
-    ckpt = pathlib.Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None:
-        check_writable(ckpt)  # fail now, not after the first chunk of training
-    if ckpt is not None and ckpt.exists():
-        carry, info = load_tree(ckpt, carry)
-        done = int(info["step"])
-        history = {k: [np.asarray(v)] for k, v in info.get("history", {}).items()}
-        val_hist = {k: list(v) for k, v in info.get("val_history", val_hist).items()}
+    ckpt = FitCheckpoint(checkpoint, energy, carry) if checkpoint is not None else None
+    resumed = ckpt.resume(carry, steps) if ckpt is not None else None
+    if resumed is not None:
+        carry, done, history, val_hist = resumed
     # a chunk that divides the remaining steps needs no guarded last chunk: one compiled
     # function, and a resumed run computes exactly what an uninterrupted one does
     whole = math.gcd(steps, done) if 0 < done < steps else steps
@@ -277,7 +277,7 @@ def fit(
             if ckpt is not None and (
                 not checkpoint_every or done % checkpoint_every == 0 or done >= steps
             ):
-                _save_state(ckpt, carry, done, history, val_hist)
+                ckpt.save(carry, done, history, val_hist)
     finally:
         if bar is not None:
             bar.close()
@@ -306,12 +306,3 @@ def fit(
             raise FitError(stopped, result)
         warnings.warn(stopped, RuntimeWarning, stacklevel=2)
     return result
-
-
-def _save_state(path: pathlib.Path, carry: Any, done: int, history: dict, val_hist: dict) -> None:
-    hist = {k: np.concatenate(v).tolist() for k, v in history.items() if v}
-    save_tree(
-        path,
-        carry,
-        {"kind": "fit", "step": done, "history": hist, "val_history": val_hist},
-    )

@@ -11,51 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
-from jax.flatten_util import ravel_pytree
 
 from .._param import as_float
 from ..energies import Energy
 from ._loss import Loss, batch_energies
+from ._noise import DefaultNoise, FittedGaussian
 
 __all__ = ["NCE"]
-
-
-class FittedGaussian(eqx.Module):
-    """The default NCE noise: N(mean, cov) over flattened rows, batched with matmuls.
-
-    Stores the Cholesky factor L of the covariance and its inverse, so ``log_prob`` of a
-    batch is one matrix product (NumPyro's ``MultivariateNormal`` solves a triangular
-    system per row, which dominates NCE's step on a CPU).
-    """
-
-    mean: jax.Array
-    chol: jax.Array
-    inv_chol: jax.Array
-
-    def __init__(self, rows: jax.Array):
-        r = np.asarray(rows, dtype=np.float64)  # fitted once, on the host
-        mean = r.mean(axis=0)
-        cov = np.atleast_2d(np.cov(r, rowvar=False))
-        d = cov.shape[0]
-        cov = cov + 1e-6 * np.trace(cov) / d * np.eye(d)
-        chol = np.linalg.cholesky(cov)
-        self.mean, self.chol = as_float(mean), as_float(chol)
-        self.inv_chol = as_float(np.linalg.inv(chol))
-
-    def log_prob(self, rows: jax.Array) -> jax.Array:
-        """log N(x; mean, cov) for each row of ``rows`` (n, d)."""
-        z = (rows - self.mean[None, :]) @ self.inv_chol.T
-        d = self.mean.shape[0]
-        return (
-            -0.5 * jnp.sum(z * z, axis=1)
-            - jnp.sum(jnp.log(jnp.diag(self.chol)))
-            - 0.5 * d * math.log(2 * math.pi)
-        )
-
-    def sample(self, key: jax.Array, n: int) -> jax.Array:
-        """``n`` rows drawn from N(mean, cov)."""
-        eps = jax.random.normal(key, (n, self.mean.shape[0]), self.mean.dtype)
-        return self.mean[None, :] + eps @ self.chol.T
 
 
 class NCE(Loss):
@@ -68,7 +30,10 @@ class NCE(Loss):
     Args:
         noise: a NumPyro distribution whose draws have the shape of the energy's single
             variable; by default a Gaussian fitted to the data's mean and covariance (any
-            number of variables, flattened).
+            number of variables, flattened) in the unconstrained space: a variable with a
+            positive, interval or other support is mapped through
+            ``biject_to(support).inv`` first, and the noise density includes the
+            log-Jacobian, so noise draws stay in the support.
         ratio: ν, noise samples per data point.
 
     Example:
@@ -89,16 +54,15 @@ class NCE(Loss):
         if not isinstance(self.ratio, int) or self.ratio < 1:
             raise ValueError(f"NCE ratio must be a positive integer, got {self.ratio!r}")
         if self.noise is not None and not isinstance(
-            self.noise, (dist.Distribution, FittedGaussian)
+            self.noise, (dist.Distribution, FittedGaussian, DefaultNoise)
         ):
             raise TypeError(f"NCE noise must be a numpyro Distribution, got {self.noise!r}")
 
     def setup(self, energy: Energy, data: Any, key: jax.Array) -> tuple[Loss, Any, Any]:
         data = self.normalize(energy, data) if not _is_normalized(energy, data) else data
-        rows = jax.vmap(lambda p: ravel_pytree(p)[0])(dict(data))
         noise, flat = self.noise, False
         if noise is None:
-            noise, flat = FittedGaussian(rows), True
+            noise, flat = DefaultNoise(energy.space, data), True
         else:
             if len(energy.space) != 1:
                 raise ValueError(
@@ -118,8 +82,7 @@ class NCE(Loss):
 
     def _noise_log_prob(self, energy: Energy, batch: Mapping[str, jax.Array]) -> jax.Array:
         if self.flat:
-            rows = jax.vmap(lambda p: ravel_pytree(p)[0])(dict(batch))
-            return self.noise.log_prob(rows)
+            return self.noise.log_prob(batch)
         (x,) = batch.values()
         with jax.numpy_rank_promotion("allow"):  # NumPyro broadcasts batches by rank
             lp = self.noise.log_prob(x)
@@ -127,8 +90,7 @@ class NCE(Loss):
 
     def _noise_sample(self, energy: Energy, example: Mapping[str, jax.Array], key, n):
         if self.flat:
-            _, unravel = ravel_pytree({k: v[0] for k, v in example.items()})
-            return jax.vmap(unravel)(self.noise.sample(key, n))
+            return self.noise.sample(key, n)
         (name,) = example
         with jax.numpy_rank_promotion("allow"):  # one batched draw, not n keyed ones
             return {name: self.noise.sample(key, (n,))}
