@@ -9,6 +9,8 @@ import jax
 import numpy as np
 from numpyro.distributions import constraints
 
+from ._validate import nonnegative_shape
+
 Shape = tuple[int, ...]
 
 __all__ = [
@@ -107,15 +109,17 @@ def describe_support(support: constraints.Constraint) -> str:
 class Var:
     """A named variable's shape and support.
 
-    Args:
-        shape: the variable's shape; ``None`` is a wildcard that merges with any shape.
-        support: a ``numpyro.distributions.constraints`` object (default ``real``).
+        Args:
+            shape: the variable's shape; ``None`` is a wildcard that merges with any shape.
+            support: a ``numpyro.distributions.constraints`` object (default ``real``).
 
-    Example:
-        >>> import composable_ebm as ebm
-        >>> from numpyro.distributions import constraints
-        >>> ebm.Var((2,), constraints.positive)
-        Var(shape=(2,), support=greater_than(0.0))
+        Example:
+            >>> import composable_ebm as ebm
+            >>> from numpyro.distributions import constraints
+
+    from ._validate import nonnegative_shape
+            >>> ebm.Var((2,), constraints.positive)
+            Var(shape=(2,), support=greater_than(0.0))
     """
 
     __slots__ = ("_key", "shape", "support")
@@ -124,13 +128,7 @@ class Var:
         self, shape: Shape | int | None = (), support: constraints.Constraint = constraints.real
     ):
         if shape is not None:
-            shape = (
-                (int(shape),)
-                if isinstance(shape, (int, np.integer))
-                else tuple(int(s) for s in shape)
-            )
-            if any(s < 0 for s in shape):
-                raise ValueError(f"Var shape must be non-negative, got {shape}")
+            shape = nonnegative_shape(shape, "Var shape")
         if not isinstance(support, constraints.Constraint):
             raise TypeError(
                 f"Var support must be a numpyro.distributions.constraints object, got {support!r}"

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from . import _validate
 from ._param import float_dtype
 from ._space import Var, by_name
 
@@ -26,6 +27,7 @@ def leading_axis_values(
     values = by_name(space, values, what, f"N {unit}, *shape")
     out, n = {}, None
     for name, var in space.items():
+        _validate.numeric_kind(values[name], f"{what}[{name!r}]")
         x = jnp.asarray(values[name])
         if not var.is_discrete and (not jnp.issubdtype(x.dtype, jnp.inexact) or x.weak_type):
             x = x.astype(float_dtype())

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import _validate
+
 __all__ = [
     "DATASETS",
     "checkerboard",
@@ -27,9 +29,14 @@ __all__ = [
 ]
 
 
-def _check(n: int) -> None:
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+def _check(n: int, **settings: float) -> None:
+    """``n`` a positive integer; every setting a finite number, non-negative for spreads."""
+    _validate.positive_int(n, "n")
+    for name, x in settings.items():
+        if name.endswith("std") or name == "noise":
+            _validate.positive(x, name, allow_zero=True)
+        else:
+            _validate.finite(x, name)
 
 
 def _finish(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -49,7 +56,7 @@ def two_moons(n: int, noise: float = 0.1, seed: int = 0) -> np.ndarray:
         >>> bool(abs(x.mean(0)).max() < 0.05)
         True
     """
-    _check(n)
+    _check(n, noise=noise)
     rng = np.random.default_rng(seed)
     n_up = n // 2
     t_up = rng.uniform(0.0, np.pi, n_up)
@@ -69,7 +76,7 @@ def eight_gaussians(n: int, scale: float = 2.0, std: float = 0.2, seed: int = 0)
         >>> bool(abs(r.mean() - 2.0) < 0.05)
         True
     """
-    _check(n)
+    _check(n, scale=scale, std=std)
     rng = np.random.default_rng(seed)
     angles = 2 * np.pi * rng.integers(0, 8, n) / 8
     centres = scale * np.stack([np.cos(angles), np.sin(angles)], axis=1)
@@ -104,9 +111,12 @@ def rings(
         >>> bool(r.min() > 0.2 and r.max() < 2.5)
         True
     """
-    _check(n)
-    rng = np.random.default_rng(seed)
+    _check(n, std=std)
+    _validate.positive(radii, "radii")
     radii_arr = np.asarray(radii, dtype=float)
+    if radii_arr.ndim != 1 or radii_arr.size == 0:
+        raise ValueError(f"radii must be a non-empty sequence of radii, got {radii!r}")
+    rng = np.random.default_rng(seed)
     which = rng.choice(len(radii_arr), n, p=radii_arr / radii_arr.sum())
     t = rng.uniform(0.0, 2 * np.pi, n)
     r = radii_arr[which] + rng.normal(0.0, std, n)
@@ -121,7 +131,7 @@ def spirals(n: int, noise: float = 0.05, turns: float = 1.5, seed: int = 0) -> n
         >>> datasets.spirals(500, seed=0).shape
         (500, 2)
     """
-    _check(n)
+    _check(n, noise=noise, turns=turns)
     rng = np.random.default_rng(seed)
     u = np.sqrt(rng.uniform(0.0, 1.0, n))  # uniform along the arm's length
     theta = 2 * np.pi * turns * u
@@ -147,7 +157,8 @@ def pinwheel(
         >>> datasets.pinwheel(500, seed=0).shape
         (500, 2)
     """
-    _check(n)
+    _check(n, radial_std=radial_std, tangential_std=tangential_std, rate=rate)
+    _validate.positive_int(arms, "arms")
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, arms, n)
     feats = rng.normal(0.0, 1.0, (n, 2)) * np.array([radial_std, tangential_std])

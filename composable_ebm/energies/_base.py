@@ -11,6 +11,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .. import _validate
 from .._param import Param, float_dtype
 from .._space import Var, by_name
 
@@ -20,9 +21,15 @@ Values = Mapping[str, jax.Array]
 
 
 def _is_number(c: Any) -> bool:
-    """A scalar multiplier; an array-like of another shape is an error, not NotImplemented."""
+    """A scalar multiplier; an array-like of another shape, a string, a list or a complex
+    number is an error, not NotImplemented."""
     if isinstance(c, bool):
         return False
+    if isinstance(c, (str, bytes, complex, list, tuple, dict, set)) or c is None:
+        raise TypeError(
+            "an energy can only be multiplied or divided by a real scalar (a weight or a "
+            f"temperature), got {_validate.show(c)}"
+        )
     if isinstance(c, (int, float)):
         return True
     if isinstance(c, Param) or isinstance(c, jax.Array) or hasattr(c, "__array__"):
@@ -234,6 +241,7 @@ class Energy(eqx.Module):
 
 
 def _as_value(v: Any, var: Var, name: str) -> jax.Array:
+    _validate.numeric_kind(v, f"the value of variable {name!r}")
     arr = jnp.asarray(v)
     if var.is_discrete:
         if not jnp.issubdtype(arr.dtype, jnp.integer) and arr.dtype != jnp.bool_:

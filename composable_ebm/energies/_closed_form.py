@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._param import as_float, leaf, value
+from .. import _validate
+from .._param import as_float, float_dtype, leaf, value
 from .._space import Var, as_var
 from ._base import Energy, Values
 
@@ -24,8 +25,54 @@ def _check_name(var: Any) -> str:
     return var
 
 
-def _concrete(x: jax.Array) -> bool:
-    return not isinstance(x, jax.core.Tracer)
+def _broadcast(m: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    if _validate.is_traced(m):
+        return jnp.broadcast_to(m, shape)
+    return as_float(np.broadcast_to(np.asarray(m), shape))
+
+
+def _tril(g: np.ndarray, what: str, label: str) -> np.ndarray:
+    """Cholesky factor of the precision with a log-diagonal, from a concrete matrix."""
+    _validate.symmetric(g, f"{label}: {what}")
+    chol = _validate.positive_definite(g, f"{label}: {what}")
+    if what == "cov":  # P = Σ⁻¹ = L⁻ᵀ L⁻¹ with Σ = L Lᵀ
+        inv = np.linalg.inv(chol)
+        prec = inv.T @ inv
+        try:
+            chol = np.linalg.cholesky(0.5 * (prec + prec.T))
+        except np.linalg.LinAlgError:
+            chol = np.full_like(prec, np.nan)
+        if not np.all(np.isfinite(chol)) or np.any(np.diag(chol) <= 0):
+            raise ValueError(
+                f"{label}: the cov is not positive definite to float precision (condition "
+                f"number {np.linalg.cond(g):.3g})"
+            )
+    tril = np.tril(chol, -1) + np.diag(np.log(np.diag(chol)))
+    _representable(tril, np.diag(tril), what, label)
+    return tril.astype(float_dtype())
+
+
+def _representable(tril: np.ndarray, log_diag: np.ndarray, what: str, label: str) -> None:
+    """Refuse a precision whose Cholesky factor over- or underflows the float dtype: it
+    would turn energies into inf or NaN (0·inf at the mean)."""
+    dtype = float_dtype()
+    with np.errstate(over="ignore", under="ignore"):
+        ok = np.all(np.isfinite(tril.astype(dtype)))
+        scale = np.exp(log_diag.astype(dtype))
+        ok = ok and np.all(np.isfinite(scale)) and np.all(scale > 0)
+    if not ok:
+        raise ValueError(
+            f"{label}: the {what} is too extreme for {dtype}: the Cholesky factor of its "
+            f"precision has diagonal entries between {float(np.exp(log_diag.min())):.3g} and "
+            f"{float(np.exp(log_diag.max())):.3g}"
+        )
+
+
+def _traced_tril(g: jax.Array, what: str) -> jax.Array:
+    """As :func:`_tril` on a traced matrix (inside ``jit``): no checks are possible."""
+    prec = jnp.linalg.inv(g) if what == "cov" else g
+    chol = jnp.linalg.cholesky(0.5 * (prec + prec.T))
+    return jnp.tril(chol, -1) + jnp.diag(jnp.log(jnp.diag(chol)))
 
 
 class Gaussian(Energy):
@@ -36,7 +83,8 @@ class Gaussian(Energy):
     vector (diagonal) or a matrix; give exactly one. A scalar or vector gives a diagonal
     Gaussian (cheaper, and it stays diagonal under training); a matrix a dense one. The
     variable's shape is the mean's shape (a scalar mean broadcasts to the size of a
-    matrix ``cov``).
+    matrix ``cov``). Concrete parameters are checked: finite, a matrix symmetric up to
+    round-off and positive definite, each error naming the variable and the argument.
 
     Example:
         >>> import jax.numpy as jnp, composable_ebm as ebm
@@ -55,46 +103,47 @@ class Gaussian(Energy):
             raise ValueError("Gaussian needs exactly one of cov= or precision=")
         given = cov if precision is None else precision
         what = "cov" if precision is None else "precision"
-        traced = any(isinstance(a, jax.core.Tracer) for a in (mean, given))
-        xp = jnp if traced else np  # concrete inputs: NumPy (float64), nothing to compile
-        m = as_float(mean)
-        g = xp.asarray(given if traced else np.asarray(given, dtype=np.float64))
+        label = f"Gaussian {var!r}"
+        m = as_float(mean, f"{label}: mean", finite=True)
+        traced = _validate.is_traced(given)
+        if traced:
+            g = jnp.asarray(given)
+        else:  # concrete: NumPy in float64, nothing to compile
+            g = _validate.numeric(given, f"{label}: {what}").astype(np.float64)
+            _validate.finite(g, f"{label}: {what}")
         d = m.size
         if g.ndim == 2:
             d_cov = g.shape[0]
             if g.shape != (d_cov, d_cov):
-                raise ValueError(f"Gaussian {var!r}: {what} must be square, got {g.shape}")
+                raise ValueError(f"{label}: {what} must be square, got {g.shape}")
             if m.ndim == 0 and d_cov != 1:
-                m, d = jnp.broadcast_to(m, (d_cov,)), d_cov
+                m, d = _broadcast(m, (d_cov,)), d_cov
             if d_cov != d:
                 raise ValueError(
-                    f"Gaussian {var!r}: mean has {d} entries (shape {m.shape}) but the "
-                    f"{what} is {g.shape}"
+                    f"{label}: mean has {d} entries (shape {m.shape}) but the {what} is {g.shape}"
                 )
-            mat = g
-        elif g.ndim <= 1:  # isotropic or diagonal: stored as a log-diagonal
-            if g.ndim == 1 and g.size != d:
-                raise ValueError(
-                    f"Gaussian {var!r}: mean has {d} entries but the diagonal has {g.size}"
-                )
-            diag = xp.broadcast_to(g.ravel() if g.ndim else g, (d,))
-            if not traced and not np.all(diag > 0):
-                raise ValueError(f"Gaussian {var!r}: the {what} is not positive definite")
-            # precision p = 1/cov; its Cholesky factor is sqrt(p): log sqrt(p) = ∓½ log g
-            sign = -0.5 if precision is None else 0.5
-            self.mean, self.tril = m, as_float(sign * xp.log(diag))
+            self.mean = m
+            self.tril = as_float(_traced_tril(g, what) if traced else _tril(g, what, label))
             return
-        else:
-            raise ValueError(f"Gaussian {var!r}: {what} must have at most 2 axes")
-        prec = xp.linalg.inv(mat) if precision is None else mat
-        try:
-            chol = xp.linalg.cholesky(0.5 * (prec + prec.T))
-        except np.linalg.LinAlgError:
-            chol = np.full_like(prec, np.nan)
-        if not traced and not np.all(np.isfinite(chol)):
-            raise ValueError(f"Gaussian {var!r}: the {what} is not positive definite")
-        self.mean = m
-        self.tril = as_float(xp.tril(chol, -1) + xp.diag(xp.log(xp.diag(chol))))
+        if g.ndim > 2:
+            raise ValueError(f"{label}: {what} must have at most 2 axes, got shape {g.shape}")
+        # isotropic or diagonal: stored as a log-diagonal
+        if g.ndim == 1 and g.size != d:
+            raise ValueError(f"{label}: mean has {d} entries but the diagonal has {g.size}")
+        xp = jnp if traced else np
+        diag = xp.broadcast_to(g.ravel() if g.ndim else g, (d,))
+        if not traced and not np.all(diag > 0):
+            bad = diag[diag <= 0]
+            raise ValueError(
+                f"{label}: the {what} is not positive definite: its diagonal entries must be "
+                f"> 0, got {float(bad[0])!r}"
+            )
+        # precision p = 1/cov; its Cholesky factor is sqrt(p): log sqrt(p) = ∓½ log g
+        sign = -0.5 if precision is None else 0.5
+        log_diag = sign * xp.log(diag)
+        if not traced:
+            _representable(log_diag, log_diag, what, label)
+        self.mean, self.tril = m, as_float(log_diag)
 
     @property
     def space(self) -> dict[str, Var]:
@@ -157,10 +206,15 @@ class Confinement(Energy):
     def __init__(self, var: str, scale: Any = 1.0, eps: Any = 1e-3, shape: Any = None):
         self.var = _check_name(var)
         self.shape = as_var(shape, var).shape
-        self.scale, self.eps = leaf(scale), leaf(eps)
+        self.scale = leaf(scale, f"Confinement {var!r}: scale")
+        self.eps = leaf(eps, f"Confinement {var!r}: eps")
         for what, x in (("scale", self.scale), ("eps", self.eps)):
             if jnp.ndim(value(x)) != 0:
-                raise ValueError(f"Confinement {var!r}: {what} must be a scalar")
+                raise ValueError(
+                    f"Confinement {var!r}: {what} must be a scalar, got shape {jnp.shape(value(x))}"
+                )
+        _validate.positive(self.scale, f"Confinement {var!r}: scale", allow_zero=True)
+        _validate.finite(self.eps, f"Confinement {var!r}: eps")
 
     @property
     def space(self) -> dict[str, Var]:
@@ -173,7 +227,12 @@ class Confinement(Energy):
 
 
 class FunctionEnergy(Energy):
-    """An energy from a function of keyword arrays. Build it with :func:`energy`."""
+    """An energy from a function of keyword arrays. Build it with :func:`energy`.
+
+    Its evaluation checks the function's result is a scalar, and turns JAX's errors for
+    Python control flow or ``float()`` on traced values into a ``TypeError`` naming the
+    function (so ``ebm.sample``, ``fit`` and ``E.batch`` all say which function to fix).
+    """
 
     fn: Callable[..., jax.Array] = eqx.field(static=True)
     variables: tuple[tuple[str, Var], ...] = eqx.field(static=True)
@@ -183,11 +242,43 @@ class FunctionEnergy(Energy):
         return dict(self.variables)
 
     def _energy(self, values: Values) -> jax.Array:
-        return jnp.asarray(self.fn(**values))
+        try:
+            out = self.fn(**values)
+        except _TRACER_ERRORS as e:
+            raise TypeError(
+                f"energy function {_fn_name(self.fn)} cannot run on traced values (under jit, "
+                "grad, vmap, E.batch, ebm.sample or ebm.fit the inputs are abstract arrays): "
+                "Python control flow and conversions such as `if x > 0:`, `float(x)` or "
+                "`int(x)` need concrete numbers. Use jnp.where(cond, a, b) or "
+                "jax.lax.cond(cond, f, g, x) instead of a Python `if`, and keep values as "
+                f"arrays instead of float()/int()/np.asarray(). JAX said: "
+                f"{str(e).splitlines()[0]}"
+            ) from e
+        if not isinstance(out, jax.Array):
+            _validate.numeric(out, f"the result of energy function {_fn_name(self.fn)}")
+            out = jnp.asarray(out)
+        if out.shape != ():
+            raise ValueError(
+                f"energy function {_fn_name(self.fn)} must return a scalar, got shape {out.shape}"
+            )
+        return out
 
     @property
     def label(self) -> str:
         return getattr(self.fn, "__name__", "fn")
+
+
+_TRACER_ERRORS = (
+    jax.errors.ConcretizationTypeError,  # includes TracerBoolConversionError
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.TracerArrayConversionError,
+)
+
+
+def _fn_name(fn: Any) -> str:
+    """The function's qualified name for messages, e.g. ``'ring'`` or ``'f.<locals>.g'``."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return repr(name) if name else repr(fn)
 
 
 def energy(fn: Callable[..., Any] | None = None, /, **space: Any) -> Any:

@@ -7,7 +7,9 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from .. import _validate
 from .._param import Param, leaf, value
 from .._space import Var, merge_spaces
 from ._base import Energy, Values
@@ -77,12 +79,13 @@ class Scaled(Energy):
     divide: bool = eqx.field(static=True)
 
     def __init__(self, energy: Energy, weight: Any, divide: bool = False):
-        w = leaf(weight)
+        what = "a temperature" if divide else "a weight"
+        w = leaf(weight, what, finite=True)
         wv = value(w)
         if jnp.ndim(wv) != 0:
-            raise ValueError(f"a weight or temperature must be a scalar, got shape {jnp.shape(wv)}")
-        if divide and not isinstance(wv, jax.core.Tracer) and not bool(wv > 0):
-            raise ValueError(f"a temperature must be positive, got {float(wv)}")
+            raise ValueError(f"{what} must be a scalar, got shape {jnp.shape(wv)}")
+        if divide:
+            _validate.positive(wv, what)
         self.energy, self.weight, self.divide = energy, w, divide
 
     @property
@@ -143,17 +146,16 @@ def logsumexp(*energies: Energy, weights: Any = None) -> Energy:
         raise TypeError("logsumexp needs one or more energies")
     n = len(energies)
     if weights is None:
-        w = leaf(jnp.ones(n))
+        w = leaf(np.ones(n))
     else:
-        w = leaf(weights)
+        w = leaf(weights, "logsumexp weights", finite=True)
         if jnp.shape(value(w)) != (n,):
             raise ValueError(
                 f"logsumexp got {n} energies but weights of shape {jnp.shape(value(w))}"
             )
     # flatten unweighted-by-Param nested disjunctions: (A | B) | C == A | B | C
     wv = value(w)
-    if not isinstance(wv, jax.core.Tracer) and not bool(jnp.all(wv > 0)):
-        raise ValueError(f"logsumexp weights must be positive, got {wv.tolist()}")
+    _validate.positive(wv, "logsumexp weights")
     terms, ws, flattened = [], [], False
     can_flatten = not isinstance(w, Param)
     for e, wi in zip(energies, wv):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import equinox as eqx
@@ -9,14 +10,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
+from .. import _validate
 from .._param import as_float
 from .._space import Var
 from ._base import Energy, Values
 from ._closed_form import _check_name
 
-__all__ = ["FromDistribution"]
+__all__ = ["FromDistribution", "InvalidParameterError"]
 
 
 def _stored(tree: Any, constraint: Any) -> Any:
@@ -38,6 +41,32 @@ def _stored(tree: Any, constraint: Any) -> Any:
         return arr
 
     return jax.tree_util.tree_map(conv, tree)
+
+
+_NUMPYRO_INVALID = re.compile(r"got invalid (\w+) parameter")
+
+
+class InvalidParameterError(ValueError):
+    """A distribution parameter outside its constraint, naming the energy's variable."""
+
+
+def _check_parameters(var: str, cls: type, params: dict[str, Any], note: str = "") -> None:
+    """Refuse concrete parameters NumPyro would reject (NaN, or outside the parameter's
+    constraint), naming the variable and the parameter; NumPyro itself only checks them
+    when validation is on, and then names neither."""
+    for name, constraint in cls.arg_constraints.items():
+        p = params.get(name)
+        what = f"FromDistribution {var!r}: the {cls.__name__} parameter {name!r}{note}"
+        if _validate.is_traced(p) or (p is None and name not in params):
+            continue  # traced, or a lazy parameter that was not given
+        arr = _validate.numeric(p, what)
+        try:
+            if arr.dtype.kind == "f" and np.isnan(arr).any():
+                _validate.finite(arr, what)  # names the first NaN
+            if not constraints.is_dependent(constraint):
+                _validate.in_support(arr, constraint, what, kind="constraint")
+        except ValueError as e:
+            raise InvalidParameterError(str(e)) from None
 
 
 class FromDistribution(Energy):
@@ -77,6 +106,8 @@ class FromDistribution(Energy):
         self.dist_type = cls = type(d)
         fields = cls.gather_pytree_data_fields()
         args = d.arg_constraints
+        # as given (lazy, derived parameters are not computed)
+        _check_parameters(var, cls, d.__dict__)
         self.params, self.fixed = {}, {}
         if trainable:
             # the constructor's arguments only: derived fields (Beta's inner Dirichlet,
@@ -96,6 +127,8 @@ class FromDistribution(Energy):
                 self.fixed[name] = p
             try:
                 rebuilt = self.distribution
+            except InvalidParameterError:
+                raise
             except (TypeError, ValueError) as e:
                 raise ValueError(
                     f"FromDistribution {var!r}: trainable=True needs a {cls.__name__} that can "
@@ -112,6 +145,9 @@ class FromDistribution(Energy):
             self.fixed = {
                 name: _stored(p, args.get(name)) for name, p in zip(fields, params, strict=True)
             }
+        # as stored: a number may under- or overflow the float dtype
+        stored = dict(self.fixed) if self.aux is not None else self.distribution.__dict__
+        _check_parameters(var, cls, stored, f" (stored as {as_float(0.0).dtype})")
         self.shape = tuple(d.batch_shape) + tuple(d.event_shape)
         self.support = d.support
         Var(self.shape, self.support)  # checks the support has concrete bounds
@@ -128,13 +164,22 @@ class FromDistribution(Energy):
         values = dict(self.fixed)
         for name, p in self.params.items():
             values[name] = biject_to(cls.arg_constraints[name])(p)
-        if self.aux is None:
-            return cls(**values)
-        aux = dict(self.aux)
-        return cls.tree_unflatten(
-            tuple(aux.get(f) for f in cls.gather_pytree_aux_fields()),
-            tuple(values.get(f) for f in cls.gather_pytree_data_fields()),
-        )
+        try:
+            if self.aux is None:
+                return cls(**values)
+            aux = dict(self.aux)
+            return cls.tree_unflatten(
+                tuple(aux.get(f) for f in cls.gather_pytree_aux_fields()),
+                tuple(values.get(f) for f in cls.gather_pytree_data_fields()),
+            )
+        except ValueError as e:  # NumPyro's argument validation names no variable
+            match = _NUMPYRO_INVALID.search(str(e))
+            if match is None:
+                raise
+            raise InvalidParameterError(
+                f"FromDistribution {self.var!r}: the {cls.__name__} parameter "
+                f"{match.group(1)!r} is invalid (NumPyro: {e})"
+            ) from e
 
     @property
     def space(self) -> dict[str, Var]:

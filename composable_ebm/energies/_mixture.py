@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _validate
 from .._param import Param, as_float
 from .._space import Var, merge_spaces
 from ._base import Energy, Values
@@ -51,11 +52,11 @@ def _component_log_z(i: int, e: Energy, given: Any) -> tuple[float | jax.Array, 
     if _is_log_z_result(given):
         given = given.value
     if given is not None:
-        v = as_float(given)
+        what = f"mixture: log_z of component {i}"
+        v = as_float(given, what)
         if v.shape != ():
-            raise ValueError(f"mixture: log_z of component {i} must be a scalar, got {v.shape}")
-        if not isinstance(v, jax.core.Tracer) and not bool(jnp.isfinite(v)):
-            raise ValueError(f"mixture: log_z of component {i} must be finite, got {float(v)}")
+            raise ValueError(f"{what} must be a scalar, got {v.shape}")
+        _validate.finite(v, what)
         return v, False
     if _has_closed_form(e):
         return _closed_form(e), True
@@ -168,13 +169,13 @@ def mixture(*energies: Energy, weights: Any, log_z: Any = None) -> Mixture:
             )
     if isinstance(weights, Param):
         raise TypeError("mixture weights cannot be a Param (they are not trained)")
-    w = as_float(weights)
+    w = as_float(weights, "mixture weights", finite=True)
     if w.shape != (n,):
         raise ValueError(f"mixture got {n} energies but weights of shape {w.shape}")
-    if not isinstance(w, jax.core.Tracer):
-        if not bool(jnp.all(jnp.isfinite(w) & (w > 0))):
-            raise ValueError(f"mixture weights must be positive and finite, got {w.tolist()}")
-    w = w / jnp.sum(w)
+    wn = _validate.concrete(w)  # checked and normalised in NumPy: nothing to compile
+    if wn is not None and not np.all(wn > 0):
+        raise ValueError(f"mixture weights must be positive and finite, got {wn.tolist()}")
+    w = w / jnp.sum(w) if wn is None else as_float(wn / wn.sum(dtype=np.float64))
     if log_z is None or _is_log_z_result(log_z):
         log_z = [log_z] * n if log_z is None or n == 1 else log_z
     if _is_log_z_result(log_z) or not isinstance(log_z, (Sequence, np.ndarray, jax.Array)):

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _validate
 from .._space import Var, as_var
 from ._base import Energy, Values
 from ._closed_form import _check_name
@@ -135,9 +136,15 @@ class NeuralEnergy(Energy):
         self.shape = as_var(shape, var).shape
         if self.shape is None:
             raise ValueError(f"NeuralEnergy {var!r} needs a known shape")
+        if math.prod(self.shape) == 0:
+            raise ValueError(
+                f"NeuralEnergy {var!r}: shape {self.shape} has no entries, so the energy "
+                "would be a constant"
+            )
+        hidden = _validate.positive_ints(hidden, f"NeuralEnergy {var!r}: hidden")
         self.activation = _activation_name(activation)
         self.spectral_norm = bool(spectral_norm)
-        sizes = (math.prod(self.shape), *(int(h) for h in hidden), 1)
+        sizes = (math.prod(self.shape), *hidden, 1)
         keys = jax.random.split(key, len(sizes) - 1)
         self.layers = tuple(
             eqx.nn.Linear(i, o, key=k) for i, o, k in zip(sizes[:-1], sizes[1:], keys)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import constraints
 
+from .. import _validate
 from .._param import as_float, float_dtype
 from .._space import Var
 from ._base import Energy, Values
@@ -26,10 +27,9 @@ def _checked(visible: Any, hidden: Any, num_visible: Any, num_hidden: Any) -> tu
     visible, hidden = _check_name(visible), _check_name(hidden)
     if visible == hidden:
         raise ValueError(f"an RBM's visible and hidden variables need two names, got {visible!r}")
-    for what, n in (("num_visible", num_visible), ("num_hidden", num_hidden)):
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"RBM {what} must be a positive integer, got {n!r}")
-    return visible, hidden, int(num_visible), int(num_hidden)
+    nv = _validate.positive_int(num_visible, "RBM num_visible")
+    nh = _validate.positive_int(num_hidden, "RBM num_hidden")
+    return visible, hidden, nv, nh
 
 
 def _floats(x: jax.Array) -> jax.Array:
@@ -186,8 +186,10 @@ class GaussianBernoulliRBM(Energy):
         sigma: Any = 1.0,
     ):
         self.visible, self.hidden, nv, nh = _checked(visible, hidden, num_visible, num_hidden)
-        traced = isinstance(sigma, jax.core.Tracer)
-        s = jnp.asarray(sigma) if traced else np.asarray(sigma, dtype=np.float64)
+        traced = _validate.is_traced(sigma)
+        what = "GaussianBernoulliRBM sigma"
+        s = jnp.asarray(sigma) if traced else _validate.numeric(sigma, what).astype(np.float64)
+        _validate.finite(s, what)
         if s.ndim not in (0, 1) or (s.ndim == 1 and s.shape != (nv,)):
             raise ValueError(
                 f"GaussianBernoulliRBM sigma must be a scalar or have shape ({nv},), got shape "

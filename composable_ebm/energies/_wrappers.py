@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _validate
 from .._param import Param, leaf, value
 from .._space import Var
 from ._base import Energy, Values
@@ -17,9 +18,12 @@ __all__ = ["Conditioned", "Frozen", "Named", "Renamed", "freeze"]
 
 
 def _store(name: str, v: Any, var: Var) -> Any:
+    """A condition value as a leaf, checked: numbers, shape, finite, inside the support."""
+    what = f"the condition value of variable {name!r}"
     if var.is_discrete:
         if isinstance(v, Param):
             raise TypeError(f"discrete variable {name!r} cannot be conditioned on a Param")
+        _validate.numeric(v, what)
         arr = jnp.asarray(v)
         if not (jnp.issubdtype(arr.dtype, jnp.integer) or arr.dtype == jnp.bool_):
             raise TypeError(f"discrete variable {name!r} needs an integer value, got {arr.dtype}")
@@ -27,13 +31,14 @@ def _store(name: str, v: Any, var: Var) -> Any:
             arr = jnp.asarray(np.asarray(v), dtype=jnp.result_type(int))
         stored = arr
     else:
-        stored = leaf(v)
+        stored = leaf(v, what, finite=True)
     shape = jnp.shape(value(stored))
     if var.shape is not None and shape != var.shape:
         raise ValueError(
             f"cannot condition {name!r}: the energy's space has shape {var.shape} but the "
             f"value has shape {shape}"
         )
+    _validate.in_support(value(stored), var.support, what)
     return stored
 
 
