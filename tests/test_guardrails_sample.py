@@ -34,8 +34,10 @@ def test_a_non_scalar_energy_function_is_named_at_sample():
     E = ebm.Gaussian("x", jnp.zeros(3), cov=1.0).named("prior") + ebm.energy(
         vector_energy, x=(3,)
     ).named("squares")
-    with pytest.raises(ValueError, match=r"(?s)scalar.*squares.*\(3,\)"):
+    with pytest.raises(ValueError, match="scalar") as info:
         ebm.sample(E, jax.random.key(0), num_warmup=5, num_samples=5)
+    message = str(info.value)
+    assert "(3,)" in message and ("squares" in message or "vector_energy" in message), message
 
 
 def test_python_control_flow_on_traced_values_is_named():
@@ -51,9 +53,9 @@ def test_init_outside_the_support_or_not_numbers():
         ebm.sample(E, key, init={"s": -1.0}, num_warmup=5, num_samples=5)
     with pytest.raises(ValueError, match=r"init\['s'\] = -3\.0 \(chain 2\)"):
         ebm.sample(E, key, init={"s": jnp.array([1.0, 2.0, -3.0, 1.0])}, num_samples=5)
-    with pytest.raises(TypeError, match=r"init\['s'\] must be numbers"):
+    with pytest.raises(TypeError, match=r"init\['s'\] must be a number"):
         ebm.sample(E, key, init={"s": "one"}, num_samples=5)
-    with pytest.raises(ValueError, match=r"init\['s'\] is not finite"):
+    with pytest.raises(ValueError, match=r"init\['s'\] must be finite, got nan"):
         ebm.sample(E, key, init={"s": float("nan")}, num_samples=5)
 
 

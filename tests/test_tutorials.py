@@ -8,6 +8,8 @@ assert what they claim (a moment near its closed form, a diagnostic below a thre
 import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import matplotlib
 import pytest
@@ -32,23 +34,44 @@ def test_tutorials_exist():
     assert TUTORIALS, "no tutorials found"
 
 
+# Each tutorial runs in a fresh Python process (as a reader runs it, and so one
+# tutorial's compiled programs and figures never pile up on another's).
+RUNNER = """
+import sys, jax, matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+jax.config.update("jax_numpy_rank_promotion", "raise")
+sys.path.insert(0, sys.argv[1])
+from test_tutorials import code_cells
+import pathlib
+path = pathlib.Path(sys.argv[2])
+namespace = {"__name__": "__tutorial__"}
+for i, cell in enumerate(code_cells(path)):
+    try:
+        exec(compile(cell, f"{path.name}[cell {i}]", "exec"), namespace)
+    finally:
+        plt.close("all")
+print("tutorial ok")
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_tutorial_runs_and_checks_itself(path, monkeypatch, tmp_path):
-    import matplotlib.pyplot as plt
-
-    monkeypatch.setenv("EBM_TUTORIAL_QUICK", "1")
-    monkeypatch.chdir(tmp_path)
+def test_tutorial_runs_and_checks_itself(path, tmp_path):
     cells = code_cells(path)
     assert cells, f"{path.name} has no code cells"
     assert any("assert" in c for c in cells), f"{path.name} checks nothing"
-    namespace: dict = {"__name__": "__tutorial__"}
-    for i, cell in enumerate(cells):
-        try:
-            exec(compile(cell, f"{path.name}[cell {i}]", "exec"), namespace)
-        finally:
-            plt.close("all")
-    assert os.environ["EBM_TUTORIAL_QUICK"] == "1"
+    env = {**os.environ, "EBM_TUTORIAL_QUICK": "1", "MPLBACKEND": "Agg"}
+    here = str(pathlib.Path(__file__).resolve().parent)
+    out = subprocess.run(
+        [sys.executable, "-c", RUNNER, here, str(path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, f"{path.name} failed:\n{out.stderr[-6000:]}"
+    assert out.stdout.rstrip().endswith("tutorial ok"), out.stdout[-2000:]
 
 
 def test_api_reference_lists_every_public_name():

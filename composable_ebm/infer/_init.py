@@ -12,6 +12,7 @@ import numpy as np
 
 from .._param import float_dtype
 from .._space import describe_support
+from .._validate import finite
 from ..energies import Energy, terms
 from ._bridge import constrain, potential, transforms, unconstrain
 
@@ -165,11 +166,8 @@ def _chain_values(energy: Energy, init: Mapping[str, Any], num_chains: int) -> d
     out = {}
     for name, var in space.items():
         raw = init[name]
-        if isinstance(raw, (str, bytes)) or np.asarray(raw).dtype.kind not in "biuf":
-            raise TypeError(f"init[{name!r}] must be numbers, got {raw!r}")
+        finite(raw, f"init[{name!r}]")  # numbers, none NaN or infinite
         v = jnp.asarray(raw, dtype=float_dtype())
-        if not np.all(np.isfinite(np.asarray(v))):
-            raise ValueError(f"init[{name!r}] is not finite: {np.asarray(v)}")
         if v.shape == var.shape:
             v = jnp.broadcast_to(v, (num_chains, *var.shape))
         elif v.shape != (num_chains, *var.shape):
