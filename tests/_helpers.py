@@ -127,3 +127,22 @@ def poe_exact(m1, p1, m2, p2) -> tuple[np.ndarray, np.ndarray]:
     m1, p1, m2, p2 = (np.asarray(v, np.float64) for v in (m1, p1, m2, p2))
     cov = np.linalg.inv(p1 + p2)
     return cov @ (p1 @ m1 + p2 @ m2), cov
+
+
+def array_leaves(tree):
+    """The array leaves of a pytree (an energy, a training state)."""
+    import equinox as eqx
+    import jax
+
+    return jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))
+
+
+def assert_bitwise(a, b):
+    """Two pytrees hold the same arrays, bit for bit (shapes, dtypes and bytes)."""
+    la, lb = array_leaves(a), array_leaves(b)
+    assert len(la) == len(lb) > 0
+    for x, y in zip(la, lb):
+        assert x.shape == y.shape and x.dtype == y.dtype
+        np.testing.assert_array_equal(
+            np.atleast_1d(np.asarray(x)).view(np.uint8), np.atleast_1d(np.asarray(y)).view(np.uint8)
+        )

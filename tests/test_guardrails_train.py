@@ -20,23 +20,12 @@ import numpy as np
 import numpyro.distributions as dist
 import optax
 import pytest
+from _helpers import array_leaves, assert_bitwise
 
 import composable_ebm as ebm
 from composable_ebm.train._noise import DefaultNoise
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _leaves(tree):
-    return jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))
-
-
-def _assert_bitwise(a, b):
-    la, lb = _leaves(a), _leaves(b)
-    assert len(la) == len(lb) > 0
-    for x, y in zip(la, lb):
-        assert x.shape == y.shape and x.dtype == y.dtype
-        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
 
 
 def _pair(seed):
@@ -71,7 +60,7 @@ def test_load_refuses_terms_in_another_order(tmp_path):
     file_part, like_part = msg.split("the file has terms:")[1].split("`like` has terms:")
     assert file_part.index("over x") < file_part.index("over y")
     assert like_part.index("over y") < like_part.index("over x")
-    _assert_bitwise(ebm.load(path, a2 + b2), a + b)  # the right structure still loads
+    assert_bitwise(ebm.load(path, a2 + b2), a + b)  # the right structure still loads
 
 
 def test_load_refuses_another_layout_with_the_same_shapes(tmp_path):
@@ -87,7 +76,7 @@ def test_old_format_files_still_load_with_a_warning(tmp_path):
     path = ebm.save(tmp_path / "e.npz", a + b)
     _rewrite(path, {"version": 1, "terms": None}, drop_paths=True)
     with pytest.warns(UserWarning, match="format version 1.*order, shape and dtype only"):
-        _assert_bitwise(ebm.load(path, _pair(1)[0] + _pair(1)[1]), a + b)
+        assert_bitwise(ebm.load(path, _pair(1)[0] + _pair(1)[1]), a + b)
 
 
 # ---------------------------------------------------------------- 2. foreign and damaged files
@@ -184,7 +173,7 @@ def test_killed_save_keeps_the_old_file_and_the_next_save_cleans_up(tmp_path):
         child.wait()
     stale = [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
     assert len(stale) == 1 and stale[0].startswith(f".e.npz.{child.pid}.")
-    _assert_bitwise(ebm.load(path, E), E)  # the previous file, bit for bit
+    assert_bitwise(ebm.load(path, E), E)  # the previous file, bit for bit
     # a live writer's file (this process) and an unrelated file are left alone
     live = tmp_path / f".e.npz.{os.getpid()}.abcd.tmp"
     live.write_bytes(b"")
@@ -196,7 +185,7 @@ def test_killed_save_keeps_the_old_file_and_the_next_save_cleans_up(tmp_path):
     E2 = ebm.Gaussian("x", jnp.array([3.0, 4.0]), cov=1.0)
     ebm.save(path, E2)
     assert sorted(os.listdir(tmp_path)) == sorted(["e.npz", live.name, other.name])
-    _assert_bitwise(ebm.load(path, E), E2)
+    assert_bitwise(ebm.load(path, E), E2)
 
 
 # ---------------------------------------------------------------- 4. checkpoint past steps
@@ -208,7 +197,7 @@ def test_fit_with_a_checkpoint_past_steps_warns(tmp_path):
     with pytest.warns(UserWarning, match=r"already at step 20, past the requested steps=10"):
         again = ebm.fit(E, x, ebm.ScoreMatching("exact"), steps=10, **kw)
     assert again.steps == 20 and again.history["loss"].shape == (20,)
-    _assert_bitwise(again.energy, done.energy)
+    assert_bitwise(again.energy, done.energy)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # exactly at the requested steps: no warning
         ebm.fit(E, x, ebm.ScoreMatching("exact"), steps=20, **kw)
@@ -323,7 +312,7 @@ def test_nce_default_noise_on_an_interval_variable():
     r = ebm.fit(E, x, ebm.NCE(), steps=200, optimizer=optax.adam(3e-2), key=jax.random.key(1),
                 progress=False)  # fmt: skip
     assert r.stopped is None
-    assert all(np.isfinite(np.asarray(v)).all() for v in _leaves(r.energy))
+    assert all(np.isfinite(np.asarray(v)).all() for v in array_leaves(r.energy))
 
 
 def test_nce_default_noise_refuses_data_on_the_boundary():

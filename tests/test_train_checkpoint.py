@@ -6,29 +6,15 @@ import json
 import os
 import tempfile
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _helpers import assert_bitwise
 
 import composable_ebm as ebm
 from composable_ebm import datasets
-
-
-def _leaves(tree):
-    return jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))
-
-
-def _assert_bitwise(a, b):
-    la, lb = _leaves(a), _leaves(b)
-    assert len(la) == len(lb) > 0
-    for x, y in zip(la, lb):
-        assert x.shape == y.shape and x.dtype == y.dtype
-        np.testing.assert_array_equal(
-            np.atleast_1d(np.asarray(x)).view(np.uint8), np.atleast_1d(np.asarray(y)).view(np.uint8)
-        )
 
 
 def _energies(seed):
@@ -51,7 +37,7 @@ def test_save_load_round_trip_bitwise(tmp_path, which):
     assert path.exists()
     assert sorted(os.listdir(tmp_path)) == ["e.npz"]  # no temporary file left behind
     loaded = ebm.load(path, like)
-    _assert_bitwise(loaded, E)
+    assert_bitwise(loaded, E)
     assert type(loaded) is type(E)
     x = jnp.array([0.3, -0.7])
     assert float(loaded(x)) == float(E(x))
@@ -72,7 +58,7 @@ def test_save_overwrites_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == before  # the old file is intact
     assert sorted(os.listdir(tmp_path)) == ["e.npz"]  # and the temporary file is gone
-    _assert_bitwise(ebm.load(path, other), E)
+    assert_bitwise(ebm.load(path, other), E)
 
 
 def test_unwritable_or_missing_folder_gives_clear_error(tmp_path, monkeypatch):
@@ -168,12 +154,12 @@ def test_fit_resumes_from_checkpoint(tmp_path):
     np.testing.assert_array_equal(resumed.history["loss"][:60], first.history["loss"])
     # and the run is the uninterrupted one, bit for bit (same key: same minibatches, noise)
     np.testing.assert_array_equal(resumed.history["loss"], full.history["loss"])
-    _assert_bitwise(resumed.energy, full.energy)
+    assert_bitwise(resumed.energy, full.energy)
     assert resumed.log_z == full.log_z
     # the file holds the finished state: a third fit with the same path does nothing new
     again = _fit(path, 120)
     assert again.steps == 120
-    _assert_bitwise(again.energy, full.energy)
+    assert_bitwise(again.energy, full.energy)
 
 
 def test_fit_continues_to_more_steps(tmp_path):
@@ -182,4 +168,4 @@ def test_fit_continues_to_more_steps(tmp_path):
     longer = _fit(path, 100)
     assert longer.history["loss"].shape == (100,)
     np.testing.assert_array_equal(longer.history["loss"][:50], short.history["loss"])
-    _assert_bitwise(longer.energy, _fit(None, 100).energy)
+    assert_bitwise(longer.energy, _fit(None, 100).energy)

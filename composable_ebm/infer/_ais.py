@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _validate
 from .._param import float_dtype
 from .._space import Var
 from ..energies import Energy, Gaussian
@@ -213,10 +214,8 @@ def _reference(ref: Any, dim: int) -> tuple[np.ndarray, np.ndarray]:
         cov = np.diag(np.broadcast_to(cov, (dim,)))
     if cov.shape != (dim, dim):
         raise ValueError(f"the reference covariance must be ({dim}, {dim}), got {cov.shape}")
-    chol = np.linalg.cholesky(0.5 * (cov + cov.T)) if np.all(np.isfinite(cov)) else None
-    if chol is None or not np.all(np.isfinite(chol)):
-        raise ValueError("the reference covariance is not positive definite")
-    return mean, chol
+    _validate.symmetric(cov, "the reference covariance")
+    return mean, _validate.positive_definite(cov, "the reference covariance")
 
 
 def ais_log_partition(

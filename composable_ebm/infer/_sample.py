@@ -12,7 +12,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._space import describe_support
 from ..energies import Energy
 from . import _checks
 from ._bridge import constrain_with_jacobian, continuous_space, transforms
@@ -76,8 +75,6 @@ def _space(energy: Energy, cls: type[Kernel]) -> dict:
     for name, var in space.items():
         if var.shape is None:
             raise ValueError(f"variable {name!r} has no known shape: give it one")
-        if var.is_discrete and not var.support.is_discrete:  # pragma: no cover
-            raise ValueError(f"variable {name!r}: unsupported {describe_support(var.support)}")
     return space
 
 

@@ -92,6 +92,21 @@ class Kernel(eqx.Module):
         """Check the traced settings against the position's size ``dim`` (flattened);
         raise a ``ValueError`` naming the option (nothing to check by default)."""
 
+    @staticmethod
+    def _check_inverse_mass(params: Any, allowed: tuple[tuple[int, ...], ...]) -> None:
+        """A concrete ``params["inverse_mass_matrix"]`` must have one of the ``allowed``
+        shapes (a dict of blocks, a traced value or ``None`` is not checked here)."""
+        imm = params.get("inverse_mass_matrix")
+        if imm is None or isinstance(imm, dict) or isinstance(imm, jax.core.Tracer):
+            return
+        shape = tuple(jnp.shape(imm))
+        if shape not in allowed:
+            dim = max(max(s, default=1) for s in allowed)
+            raise ValueError(
+                f"inverse_mass_matrix has shape {shape}; this energy has {dim} unconstrained "
+                f"dimension(s), so it must have shape {' or '.join(map(str, allowed))}"
+            )
+
     def for_space(self, space: Mapping[str, Any]) -> Kernel:
         """The kernel specialised to the energy's space (e.g. which variables are binary);
         raises a ``ValueError`` naming a variable the kernel cannot move."""

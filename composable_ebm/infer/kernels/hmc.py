@@ -147,16 +147,9 @@ class _NumPyroHMC(Kernel):
         return HMCKernelState(st), info
 
     def check_dimension(self, params: dict, dim: int) -> None:
-        imm = params.get("inverse_mass_matrix")
-        if imm is None or isinstance(imm, dict) or isinstance(imm, jax.core.Tracer):
-            return
-        shape = tuple(jnp.shape(imm))
-        ok = ((dim, dim),) if dict(self.static).get("dense_mass") is True else ((dim,),)
-        if shape not in ok:
-            raise ValueError(
-                f"inverse_mass_matrix has shape {shape}; this energy has {dim} unconstrained "
-                f"dimension(s), so it must have shape {' or '.join(map(str, ok))}"
-            )
+        self._check_inverse_mass(
+            params, ((dim, dim),) if dict(self.static).get("dense_mass") is True else ((dim,),)
+        )
 
     def with_num_warmup(self, num_warmup: int) -> Kernel:
         return type(self)(num_warmup=num_warmup, static=self.static)

@@ -130,16 +130,7 @@ class _Langevin(Kernel):
         return new, MALAInfo(info.acceptance_rate, info.is_accepted, eps, info.nonfinite)
 
     def check_dimension(self, params: dict, dim: int) -> None:
-        imm = params.get("inverse_mass_matrix")
-        if imm is None or isinstance(imm, dict) or isinstance(imm, jax.core.Tracer):
-            return
-        shape = tuple(jnp.shape(imm))
-        ok = ((), (dim,))
-        if shape not in ok:
-            raise ValueError(
-                f"inverse_mass_matrix has shape {shape}; this energy has {dim} unconstrained "
-                f"dimension(s), so it must have shape {' or '.join(map(str, ok))}"
-            )
+        self._check_inverse_mass(params, ((), (dim,)))
 
     def with_position(self, state: MALAState, position: dict, energy: Any, gradient: dict):
         return state._replace(position=position, energy=energy, gradient=gradient)
