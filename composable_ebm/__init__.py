@@ -55,9 +55,11 @@ from .train import (
     Loss,
     MarginLoss,
     ScoreMatching,
+    TrainState,
     fit,
     load,
     save,
+    train_step,
 )
 
 __version__ = "0.1.0"
@@ -83,6 +85,7 @@ __all__ = [
     "Param",
     "Samples",
     "ScoreMatching",
+    "TrainState",
     "Var",
     "constrain",
     "datasets",
@@ -104,6 +107,7 @@ __all__ = [
     "save",
     "terms",
     "to_inference_data",
+    "train_step",
     "trainable_mask",
     "unconstrain",
 ]

@@ -154,8 +154,14 @@ def test_fit_resumes_from_checkpoint(tmp_path):
     np.testing.assert_array_equal(resumed.history["loss"][:60], first.history["loss"])
     # and the run is the uninterrupted one, bit for bit (same key: same minibatches, noise)
     np.testing.assert_array_equal(resumed.history["loss"], full.history["loss"])
+    # with averaging on (the default): the average, the last iterate and the optimizer state
     assert_bitwise(resumed.energy, full.energy)
+    assert_bitwise(resumed.final_energy, full.final_energy)
+    assert_bitwise(resumed.state.opt_state, full.state.opt_state)
     assert resumed.log_z == full.log_z
+    assert int(resumed.state.step) == 120
+    first_w = jax.tree_util.tree_leaves(full.energy)[0]
+    assert not bool(jnp.all(first_w == jax.tree_util.tree_leaves(full.final_energy)[0]))
     # the file holds the finished state: a third fit with the same path does nothing new
     again = _fit(path, 120)
     assert again.steps == 120
@@ -169,3 +175,10 @@ def test_fit_continues_to_more_steps(tmp_path):
     assert longer.history["loss"].shape == (100,)
     np.testing.assert_array_equal(longer.history["loss"][:50], short.history["loss"])
     assert_bitwise(longer.energy, _fit(None, 100).energy)
+
+
+def test_resume_with_another_averaging_setting_is_refused(tmp_path):
+    path = tmp_path / "run.npz"
+    _fit(path, 30)
+    with pytest.raises(ValueError, match=r"ema=0\.99 but this fit has ema=None"):
+        _fit(path, 60, ema=None)

@@ -249,11 +249,14 @@ def test_l2_regulariser_closed_form_step():
     r = ebm.fit(
         E, x, ebm.L2(w), optimizer=optax.sgd(lr), steps=1, key=jax.random.key(0), progress=False
     )
-    for new, old in zip(_trainable(r.energy), _trainable(E)):
+    d = 2.0 / 11.0  # the average's decay at step 1: min(ema, (1 + 1) / (10 + 1))
+    for new, avg, old in zip(_trainable(r.final_energy), _trainable(r.energy), _trainable(E)):
+        stepped = (1 - 2 * lr * w) * np.asarray(old)
+        np.testing.assert_allclose(np.asarray(new), stepped, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(
-            np.asarray(new), (1 - 2 * lr * w) * np.asarray(old), rtol=1e-6, atol=1e-7
+            np.asarray(avg), d * np.asarray(old) + (1 - d) * stepped, rtol=1e-6, atol=1e-7
         )
-    assert _same(_fixed(r.energy), _fixed(E))
+    assert _same(_fixed(r.energy), _fixed(E)) and _same(_fixed(r.final_energy), _fixed(E))
     # as a term of a sum: both metrics recorded
     r2 = ebm.fit(
         E,
@@ -281,7 +284,7 @@ def test_energy_l2_closed_form_step():
         key=jax.random.key(0),
         progress=False,
     )
-    (w,) = _trainable(r.energy)
+    (w,) = _trainable(r.final_energy)
     assert abs(float(w) - (0.5 - lr * 8 * lam * 0.5)) < 1e-6
 
 
@@ -429,18 +432,24 @@ def test_fit_argument_errors():
         ebm.fit(_gauss(), _normal(64, 0.0, 1.0, 0, d=3), ebm.ScoreMatching(), key=jax.random.key(0))
 
 
-def test_one_trace_per_fit_call():
-    from composable_ebm.train._fit import TRACE_COUNT
+class _CountingScoreMatching(ebm.ScoreMatching):
+    """Exact score matching that counts how often it is traced (a test-side counter)."""
 
-    x = _normal(256, 0.0, 1.0, 0)
-    n = TRACE_COUNT["fit"]
-    ebm.fit(
-        _gauss(),
-        x,
-        ebm.ScoreMatching("sliced"),
-        steps=30,
-        chunk_size=10,
-        key=jax.random.key(0),
-        progress=False,
-    )
-    assert TRACE_COUNT["fit"] == n + 1  # three chunks, one compiled function
+    traces = 0
+
+    def value(self, energy, params, state, batch, key):
+        type(self).traces += 1
+        return super().value(energy, params, state, batch, key)
+
+
+def test_one_trace_per_fit_call_and_none_for_a_repeat():
+    loss = _CountingScoreMatching("exact")
+    kw = dict(steps=30, chunk_size=10, progress=False)
+    ebm.fit(_gauss(), _normal(256, 0.0, 1.0, 0), loss, key=jax.random.key(0), **kw)
+    assert _CountingScoreMatching.traces == 1  # three chunks, one compiled function
+    # the same structure with new values, a new key and new data of the same shape: the
+    # compiled chunk is reused (the default optimizer is one object per setting)
+    ebm.fit(_gauss(1.0), _normal(256, 1.0, 2.0, 1), loss, key=jax.random.key(1), **kw)
+    assert _CountingScoreMatching.traces == 1
+    ebm.fit(_gauss(), _normal(256, 0.0, 1.0, 0), loss, key=jax.random.key(0), ema=None, **kw)
+    assert _CountingScoreMatching.traces == 2  # averaging off: another program

@@ -9,6 +9,7 @@ from ._nce import NCE
 from ._regularizers import L2, EnergyL2, MarginLoss
 from ._result import FitError, FitResult
 from ._score_matching import ScoreMatching
+from ._state import TrainState, train_step
 
 __all__ = [
     "L2",
@@ -21,7 +22,9 @@ __all__ = [
     "LossSum",
     "MarginLoss",
     "ScoreMatching",
+    "TrainState",
     "fit",
     "load",
     "save",
+    "train_step",
 ]

@@ -17,14 +17,20 @@ class FitResult:
     """What :func:`fit` returns.
 
     Attributes:
-        energy: the trained energy (frozen parts and conditioned values unchanged).
+        energy: the trained energy (frozen parts and conditioned values unchanged): at the
+            averaged parameters when ``fit(..., ema=...)`` is on (the default), else the
+            last iterate.
         history: per-step metrics, name → array (``loss`` always); validation metrics
             as ``val_step`` and ``val_loss`` when validation data was given.
         log_z: the log-normaliser learned by NCE; ``None`` for other losses.
         stopped: ``None`` when all steps ran, else why training stopped early.
         steps: the number of steps whose updates were applied.
-        loss_params: the loss's own trained parameters (NCE's log Z).
+        loss_params: the loss's own trained parameters (NCE's log Z), averaged like
+            ``energy``.
         loss_state: the loss's final state (contrastive divergence's replay buffer).
+        final_energy: the energy at the last iterate, without averaging.
+        state: the :class:`TrainState` training ended in; continue it with
+            :func:`train_step`.
 
     Example:
         >>> import jax, jax.numpy as jnp, composable_ebm as ebm
@@ -42,6 +48,8 @@ class FitResult:
     steps: int
     loss_params: Any = None
     loss_state: Any = None
+    final_energy: Energy | None = None
+    state: Any = None
 
 
 class FitError(RuntimeError):
