@@ -97,9 +97,7 @@ def test_train_step_does_not_apply_a_nonfinite_step():
     f = ebm.energy(lambda x, a: 0.5 * a * jnp.sum(x**2) + jnp.sqrt(2.0 - a), x=(2,), a=())
     E = f.condition(a=ebm.Param(1.0))
     x = jnp.asarray(_data(64))
-    state = ebm.TrainState.create(
-        E, x, ebm.NCE(), key=jax.random.key(0), optimizer=optax.sgd(0.0)
-    )
+    state = ebm.TrainState.create(E, x, ebm.NCE(), key=jax.random.key(0), optimizer=optax.sgd(0.0))
     bad = dataclasses.replace(
         state, params=jax.tree_util.tree_map(lambda p: p + 2.0, state.params)
     )  # a = 3
