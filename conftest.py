@@ -5,10 +5,15 @@
   marked ``x64`` this way in a subprocess, so CI covers the statistical core in float64).
 - The persistent compilation cache is used only when ``JAX_COMPILATION_CACHE_DIR`` is set
   (e.g. ``JAX_COMPILATION_CACHE_DIR=.jax_cache python -m pytest``, faster re-runs); it is
-  off by default, so a run never depends on what an earlier run left behind.
+  off by default, so a run never depends on what an earlier run left behind, and the
+  library's own default cache in the user's home is turned off (``EBM_CACHE_DIR=""``, set
+  before the library is imported and inherited by the tests' subprocesses): tests read no
+  files outside the repository.
 """
 
 import os
+
+os.environ.setdefault("EBM_CACHE_DIR", "")
 
 import jax
 import pytest

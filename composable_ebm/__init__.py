@@ -13,6 +13,7 @@ Example:
 
 from typing import Any
 
+from ._cache import configure as _configure_cache
 from ._param import Param
 from ._space import Var
 from .energies import (
@@ -26,6 +27,7 @@ from .energies import (
     energy,
     freeze,
     logsumexp,
+    sum,
     terms,
     trainable_mask,
 )
@@ -63,6 +65,8 @@ from .train import (
 )
 
 __version__ = "0.1.0"
+
+_configure_cache()  # the persistent compilation cache (EBM_CACHE_DIR; "" turns it off)
 
 __all__ = [
     "L2",
@@ -105,6 +109,7 @@ __all__ = [
     "potential_fn",
     "sample",
     "save",
+    "sum",
     "terms",
     "to_inference_data",
     "train_step",

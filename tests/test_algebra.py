@@ -340,3 +340,66 @@ def test_sum_of_list():
     assert isinstance(E, ebm.Energy)
     close(E(0.0), 0.5 * (0 + 1 + 4 + 9))
     assert sum(parts[:1]) is parts[0]
+
+
+class _CountingGaussian(ebm.Gaussian):
+    """A Gaussian that counts how often its space is asked for (a test-side counter)."""
+
+    asked = 0
+
+    @property
+    def space(self):
+        type(self).asked += 1
+        return super().space
+
+
+@pytest.mark.parametrize("build", ["plus", "ebm.sum"])
+def test_sums_build_in_linear_time(build):
+    # each term's space is read a bounded number of times however long the sum: building
+    # by `+` in a loop used to merge every earlier term again (quadratic)
+    n = 300
+    parts = [_CountingGaussian(f"x{i % 7}", float(i), cov=1.0) for i in range(n)]
+    _CountingGaussian.asked = 0
+    if build == "plus":
+        E = parts[0]
+        for p in parts[1:]:
+            E = E + p
+    else:
+        E = ebm.sum(parts)
+    assert _CountingGaussian.asked <= 2 * n
+    assert len(E.terms) == n and sorted(E.space) == [f"x{i}" for i in range(7)]
+    _CountingGaussian.asked = 0
+    for _ in range(10):
+        _ = E.space  # stored, not recomputed from the terms
+    assert _CountingGaussian.asked == 0
+
+
+def test_ebm_sum_equals_the_chain_of_pluses_in_value_and_gradient():
+    rng = np.random.default_rng(0)
+    parts = [
+        ebm.Gaussian("x", rng.normal(size=3), cov=float(rng.uniform(0.5, 2.0))) for _ in range(40)
+    ] + [ebm.Confinement("x", scale=0.1), ebm.Gaussian("y", 0.0, cov=2.0)]
+    plus = parts[0]
+    for p in parts[1:]:
+        plus = plus + p
+    summed = ebm.sum(iter(parts))  # any iterable
+    v = {"x": jnp.asarray(rng.normal(size=3)), "y": jnp.asarray(0.3)}
+    close(summed(v), plus(v))
+    g1, g2 = jax.grad(summed._energy)(v), jax.grad(plus._energy)(v)
+    for k in v:
+        np.testing.assert_allclose(g1[k], g2[k], rtol=1e-6)
+    assert ebm.sum([parts[0]]) is parts[0]
+    assert len(ebm.sum([plus, plus]).terms) == 2 * len(parts)  # nested sums flatten
+
+
+def test_ebm_sum_refuses_bad_input_and_names_clashing_terms():
+    g = ebm.Gaussian("x", 0.0, cov=1.0)
+    with pytest.raises(ValueError, match="at least one energy"):
+        ebm.sum([])
+    with pytest.raises(TypeError, match="term 1 is a float"):
+        ebm.sum([g, 3.0])
+    with pytest.raises(TypeError, match="iterable of energies"):
+        ebm.sum(g)
+    clash = ebm.Gaussian("x", jnp.zeros(2), cov=1.0)
+    with pytest.raises(ValueError, match=r"'x' has shape \(\) in term 0 .* shape \(2,\) in term 2"):
+        ebm.sum([g, g, clash])

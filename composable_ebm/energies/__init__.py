@@ -2,7 +2,7 @@
 
 from ._base import Energy
 from ._closed_form import Confinement, FunctionEnergy, Gaussian, energy
-from ._combinators import LogSumExp, Scaled, Sum, logsumexp
+from ._combinators import LogSumExp, Scaled, Sum, logsumexp, sum
 from ._distribution import FromDistribution
 from ._mixture import Mixture, mixture
 from ._neural import NeuralEnergy
@@ -32,6 +32,7 @@ __all__ = [
     "freeze",
     "logsumexp",
     "mixture",
+    "sum",
     "terms",
     "trainable_mask",
 ]

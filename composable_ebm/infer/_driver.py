@@ -23,6 +23,7 @@ import numpy as np
 
 from ..energies import Energy
 from ._init import raise_if_invalid, search
+from ._recompile import note_trace
 from ._target import target
 from .kernels import Kernel
 
@@ -66,6 +67,8 @@ def _advance(
     search other points or raise an error naming the term at fault.
     """
     TRACE_COUNT["sample"] += 1
+    settings = (kernel, num_chains, num_warmup, total, length, chunked, state is None)
+    note_trace(energy, settings)
     fn = energy_fn(energy, kernel)
     if state is None:
         state = jax.vmap(lambda p: kernel.init(p, fn, params))(position0)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from ..energies import Energy
-from . import _checks
+from . import _checks, _recompile
 from ._bridge import constrain_with_jacobian, continuous_space, transforms
 from ._driver import TRACE_COUNT, run
 from ._init import given_positions, raw_positions, uniform_positions
@@ -226,7 +226,7 @@ def sample(
         energy=energy,
         kernel=name,
     )
-    for message in _checks.run_warnings(samples, kern, num_warmup):
+    for message in [*_recompile.pending(), *_checks.run_warnings(samples, kern, num_warmup)]:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     return samples
 

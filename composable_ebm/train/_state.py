@@ -17,7 +17,7 @@ from ._average import average
 from ._loss import Loss
 from ._options import DEFAULT_EMA, check_ema, default_optimizer
 
-__all__ = ["TrainState", "state_keys", "stream", "train_step"]
+__all__ = ["TrainState", "finite_tree", "state_keys", "stream", "train_step"]
 
 
 def stream(key: jax.Array, purpose: str) -> jax.Array:
@@ -36,7 +36,8 @@ def state_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return k_setup, k_steps, k_val
 
 
-def _finite(tree: Any) -> jax.Array:
+def finite_tree(tree: Any) -> jax.Array:
+    """Whether every array leaf of ``tree`` is finite (one scalar)."""
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
@@ -179,7 +180,7 @@ def advance(state: TrainState, batch: Any, key: jax.Array) -> tuple[TrainState, 
     step = state.step + 1
     averaged = None if state.ema is None else average(state.averaged, params, state.ema, step)
     # a non-finite gradient or update shows in the new parameters: one check suffices
-    finite = jnp.isfinite(value) & _finite(params)
+    finite = jnp.isfinite(value) & finite_tree(params)
     metrics = {**metrics, "loss": value}
     new = dataclasses.replace(
         state,
