@@ -252,7 +252,7 @@ def test_float_and_int_on_traced_values():
     ):
         E = ebm.energy(fn, x=())
         with pytest.raises(TypeError, match=rf"'{fn.__qualname__}'.*float\(\)") as info:
-            jax.jit(jax.grad(lambda x, E=E: E._energy({"x": x})))(jnp.asarray(1.0))
+            jax.jit(jax.grad(lambda x, E=E: E.evaluate({"x": x})))(jnp.asarray(1.0))
         assert isinstance(info.value.__cause__, cause)
 
 
@@ -262,7 +262,7 @@ def test_non_scalar_result_inside_a_trace():
 
     E = ebm.energy(field, x=(3,))
     with pytest.raises(ValueError, match=r"energy function '.*field' must return a scalar.*\(3,\)"):
-        jax.jit(jax.grad(lambda x: E._energy({"x": x})))(jnp.ones(3))
+        jax.jit(jax.grad(lambda x: E.evaluate({"x": x})))(jnp.ones(3))
     with pytest.raises(ValueError, match="scalar"):
         ebm.sample(E, jax.random.key(0), num_warmup=2, num_samples=2, num_chains=1)
 

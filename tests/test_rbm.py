@@ -55,7 +55,7 @@ def test_energy_free_energy_and_log_partition_match_enumeration(small):
         F.batch(jnp.asarray(V, jnp.int32)), -logsumexp(-E, axis=1), rtol=1e-5, atol=1e-5
     )
     # booleans, and float 0./1. inside samplers (unchecked evaluation), give the same values
-    floats = jax.vmap(lambda v: F._energy({"v": v}))(jnp.asarray(V, "float32"))
+    floats = jax.vmap(lambda v: F.evaluate({"v": v}))(jnp.asarray(V, "float32"))
     np.testing.assert_allclose(floats, F.batch(jnp.asarray(V > 0)), rtol=1e-6)
     log_z = logsumexp(-E)
     np.testing.assert_allclose(float(small.log_partition()), log_z, rtol=1e-5)
@@ -75,7 +75,7 @@ def test_gaussian_bernoulli_free_energy_and_log_z_against_quadrature(nv):
     grid1 = np.linspace(-9.0, 9.0, 721 if nv == 1 else 241)
     pts = np.stack(np.meshgrid(*[grid1] * nv, indexing="ij"), -1).reshape(-1, nv)
     energies = jax.vmap(
-        lambda v: jax.vmap(lambda h: rbm._energy({"v": v, "h": h}))(jnp.asarray(H))
+        lambda v: jax.vmap(lambda h: rbm.evaluate({"v": v, "h": h}))(jnp.asarray(H))
     )(jnp.asarray(pts, "float32"))
     free = -logsumexp(-np.asarray(energies, np.float64), axis=1)
     np.testing.assert_allclose(rbm.free_energy().batch(jnp.asarray(pts, "float32")), free,
@@ -91,11 +91,11 @@ def run_chains(kernel, energy, position, key, num_draws):
 
     @jax.jit
     def go(key, position, energy):
-        state = jax.vmap(lambda p: kernel.init(p, energy._energy, {}))(position)
+        state = jax.vmap(lambda p: kernel.init(p, energy.evaluate, {}))(position)
         n = state.energy.shape[0]
 
         def body(state, k):
-            step = jax.vmap(lambda k, s: kernel.step(k, s, energy._energy, {}))
+            step = jax.vmap(lambda k, s: kernel.step(k, s, energy.evaluate, {}))
             state, info = step(jax.random.split(k, n), state)
             return state, (state.position, info)
 
@@ -136,7 +136,7 @@ def test_block_gibbs_matches_exact_marginals(small):
     for what, (x, exact) in pairs.items():
         assert_means_match(x[..., None], np.array([exact]), what)
     # statistics: energy_change is the change of E, num_flips counts changed units
-    e = jax.vmap(jax.vmap(small._energy))(draws)
+    e = jax.vmap(jax.vmap(small.evaluate))(draws)
     np.testing.assert_allclose(np.diff(e, axis=1), info.energy_change[:, 1:], atol=1e-4)
     flips = np.sum(np.abs(np.diff(v, axis=1)), -1) + np.sum(np.abs(np.diff(h, axis=1)), -1)
     np.testing.assert_array_equal(flips, info.num_flips[:, 1:])
@@ -195,25 +195,25 @@ def test_gibbs_check_rejects_energies_of_the_wrong_form():
     # a coupling inside the block: units are not conditionally independent
     coupled = ebm.energy(lambda x: x[0] * x[1] - x[2], x=boolean)
     with pytest.raises(ValueError, match=r"variable 'x' \(binary\).*not affine"):
-        kernel.check(pos, coupled._energy)
-    assert not bool(kernel.is_valid(kernel.init(pos, coupled._energy, {})))
+        kernel.check(pos, coupled.evaluate)
+    assert not bool(kernel.is_valid(kernel.init(pos, coupled.evaluate, {})))
     # a non-polynomial energy: the gradient does not give E(1) − E(0)
     curved = ebm.energy(lambda x: jnp.sum(jnp.exp(x)), x=boolean)
     with pytest.raises(ValueError, match="not affine"):
-        kernel.check(pos, curved._energy)
+        kernel.check(pos, curved.evaluate)
     with pytest.raises(ValueError, match=r"not all 0\. or 1\."):
-        kernel.check({"x": jnp.array([0.5, 1.0, 0.0])}, curved._energy)
+        kernel.check({"x": jnp.array([0.5, 1.0, 0.0])}, curved.evaluate)
     # real units: a correlated Gaussian is not separable, a linear energy has no curvature
     real = Gibbs(binary=())
     corr = ebm.Gaussian("y", jnp.zeros(2), cov=jnp.array([[1.0, 0.8], [0.8, 1.0]]))
     with pytest.raises(ValueError, match=r"variable 'y' \(real\).*separable quadratic"):
-        real.check({"y": jnp.array([0.3, -0.2])}, corr._energy)
+        real.check({"y": jnp.array([0.3, -0.2])}, corr.evaluate)
     linear = ebm.energy(lambda y: jnp.sum(y), y=(2,))
     with pytest.raises(ValueError, match="curvature"):
-        real.check({"y": jnp.array([0.3, -0.2])}, linear._energy)
+        real.check({"y": jnp.array([0.3, -0.2])}, linear.evaluate)
     # the RBM passes
     rbm = ebm.BernoulliRBM("v", "h", 3, 2, key=jax.random.key(0))
-    Gibbs().for_space(rbm.space).check({"v": jnp.ones(3), "h": jnp.zeros(2)}, rbm._energy)
+    Gibbs().for_space(rbm.space).check({"v": jnp.ones(3), "h": jnp.zeros(2)}, rbm.evaluate)
 
 
 def test_kernel_options_and_blocks_errors():
@@ -226,7 +226,7 @@ def test_kernel_options_and_blocks_errors():
     rbm = ebm.BernoulliRBM("v", "h", 3, 2, key=jax.random.key(0))
     kernel, _ = Gibbs.from_options(0, {"blocks": (("v",),)})
     with pytest.raises(ValueError, match="cover the variables"):
-        kernel.init({"v": jnp.ones(3), "h": jnp.zeros(2)}, rbm._energy, {})
+        kernel.init({"v": jnp.ones(3), "h": jnp.zeros(2)}, rbm.evaluate, {})
     from numpyro.distributions import constraints
 
     with pytest.raises(ValueError, match="variable 'k'"):

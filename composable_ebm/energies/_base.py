@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -15,7 +16,7 @@ from .. import _validate
 from .._param import Param, float_dtype
 from .._space import Var, by_name
 
-__all__ = ["Energy", "Values"]
+__all__ = ["Energy", "Values", "replace_fields"]
 
 Values = Mapping[str, jax.Array]
 
@@ -45,9 +46,12 @@ def _is_number(c: Any) -> bool:
 class Energy(eqx.Module):
     """An energy over named variables: p(x) ∝ exp(−E(x)).
 
-    Subclasses implement :attr:`space` and :meth:`_energy` (evaluation on values whose
-    shapes are already checked). Everything else (checks, the algebra, conditioning,
-    renaming, scores) is defined here once.
+    Subclasses implement :attr:`space` and :meth:`evaluate` (evaluation on values whose
+    shapes are already checked), and may declare ``trainable_fields`` (fields that ``fit``
+    trains by default) and ``variable_fields`` (static fields holding variable names, so
+    identical terms over different variables are evaluated together inside a sum).
+    Everything else (checks, the algebra, conditioning, renaming, scores) is defined here
+    once, so a new energy class is one new file.
 
     Example:
         >>> import composable_ebm as ebm
@@ -61,9 +65,61 @@ class Energy(eqx.Module):
     def space(self) -> dict[str, Var]:
         """Mapping name → :class:`~composable_ebm.Var` of the free variables."""
 
+    #: Fields trained by ``fit`` by default (anything else trains only inside ``ebm.Param``).
+    trainable_fields: ClassVar[frozenset[str]] = frozenset()
+    #: Static fields holding variable names; ``None``: the class cannot be relabelled, so
+    #: its terms are never stacked with others in a sum.
+    variable_fields: ClassVar[tuple[str, ...] | None] = None
+    #: A transparent wrapper (its ``energy`` field) that :meth:`rewrap` pushes onto terms.
+    wraps: ClassVar[bool] = False
+
     @abc.abstractmethod
-    def _energy(self, values: Values) -> jax.Array:
-        """Scalar energy at checked values (every free variable, exact shapes)."""
+    def evaluate(self, values: Values) -> jax.Array:
+        """Scalar energy at checked values: the method every energy class implements.
+
+        ``values`` holds every free variable with its exact shape (no checks here: call
+        the energy itself, ``E(values)``, to have them checked). Code that composes
+        energies calls this method on its parts.
+
+        Example:
+            >>> import jax.numpy as jnp, composable_ebm as ebm
+            >>> float(ebm.Gaussian("x", 0.0, cov=1.0).evaluate({"x": jnp.array(2.0)}))
+            2.0
+        """
+
+    def relabel(self, mapping: Mapping[str, str]) -> Energy | None:
+        """The same energy with the variable names in its own fields replaced.
+
+        Unlike :meth:`rename` (a wrapper whose mapping is part of the structure), the
+        result has the structure any term of this kind over other variables has once
+        relabelled the same way: sums use it to find identical terms and evaluate them with
+        one ``vmap``. Returns ``None`` when the class declares no ``variable_fields``.
+
+        Example:
+            >>> import composable_ebm as ebm
+            >>> list(ebm.Gaussian("x", 0.0, cov=1.0).relabel({"x": "z"}).space)
+            ['z']
+        """
+        if self.variable_fields is None:
+            return None
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name in self.variable_fields:
+                changes[f.name] = mapping.get(v, v)
+            elif isinstance(v, Energy):
+                changes[f.name] = v.relabel(mapping)
+                if changes[f.name] is None:
+                    return None
+        return replace_fields(self, changes)
+
+    def rewrap(self, inner: Energy) -> Energy:
+        """This wrapper around another energy (a term of the one it wraps).
+
+        Wrappers (``wraps = True``) override it; :func:`~composable_ebm.terms` pushes them
+        onto each term of an inner sum.
+        """
+        raise TypeError(f"{type(self).__name__} is not a wrapper")
 
     # ------------------------------------------------------------------ evaluation
     def _normalize(self, values: Any, kwargs: dict) -> dict[str, jax.Array]:
@@ -94,7 +150,7 @@ class Energy(eqx.Module):
                     f"value has shape {jnp.shape(vals[name])}; use E.batch(values) to "
                     "evaluate over leading batch axes"
                 )
-        out = self._energy(vals)
+        out = self.evaluate(vals)
         if jnp.shape(out) != ():
             raise ValueError(
                 f"an energy must return a scalar, got shape {jnp.shape(out)} from "
@@ -136,7 +192,7 @@ class Energy(eqx.Module):
         batch_shape = batch_shape or ()
         n = math.prod(batch_shape)
         flat = {k: jnp.reshape(v, (n, *space[k].shape)) for k, v in vals.items()}
-        out = jax.vmap(self._energy)(flat)
+        out = jax.vmap(self.evaluate)(flat)
         if out.shape != (n,):
             raise ValueError(f"an energy must return a scalar, got shape {out.shape[1:]}")
         return out.reshape(batch_shape)
@@ -238,6 +294,14 @@ class Energy(eqx.Module):
         from ._wrappers import Named
 
         return Named(self, label)
+
+
+def replace_fields(module: Energy, changes: Mapping[str, Any]) -> Energy:
+    """A copy of ``module`` with some fields replaced, without running its ``__init__``."""
+    new = object.__new__(type(module))
+    for f in dataclasses.fields(module):
+        object.__setattr__(new, f.name, changes.get(f.name, getattr(module, f.name)))
+    return new
 
 
 def _as_value(v: Any, var: Var, name: str) -> jax.Array:

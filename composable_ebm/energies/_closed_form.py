@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
@@ -15,6 +15,7 @@ from .. import _validate
 from .._param import as_float, float_dtype, leaf, value
 from .._space import Var, as_var
 from ._base import Energy, Values
+from ._wrappers import Renamed
 
 __all__ = ["Confinement", "FunctionEnergy", "Gaussian", "energy"]
 
@@ -92,6 +93,9 @@ class Gaussian(Energy):
         >>> round(float(E(jnp.array([2.0, 1.0]))), 4)
         2.0
     """
+
+    trainable_fields = frozenset({"mean", "tril"})
+    variable_fields = ("var",)
 
     var: str = eqx.field(static=True)
     mean: jax.Array
@@ -180,7 +184,7 @@ class Gaussian(Energy):
         log_diag = self.tril if self.diagonal else jnp.diag(self.tril)
         return 0.5 * d * math.log(2 * math.pi) - jnp.sum(log_diag)
 
-    def _energy(self, values: Values) -> jax.Array:
+    def evaluate(self, values: Values) -> jax.Array:
         r = jnp.ravel(values[self.var] - self.mean)
         y = r * jnp.exp(self.tril) if self.diagonal else r @ self.cholesky  # = Lᵀ r
         return 0.5 * jnp.sum(y * y)
@@ -197,6 +201,8 @@ class Confinement(Energy):
         >>> float(ebm.Confinement("x", scale=2.0, eps=0.0, shape=(2,))(jnp.array([3.0, 4.0])))
         10.0
     """
+
+    variable_fields = ("var",)
 
     var: str = eqx.field(static=True)
     shape: tuple[int, ...] | None = eqx.field(static=True)
@@ -220,7 +226,7 @@ class Confinement(Energy):
     def space(self) -> dict[str, Var]:
         return {self.var: Var(self.shape)}
 
-    def _energy(self, values: Values) -> jax.Array:
+    def evaluate(self, values: Values) -> jax.Array:
         x = values[self.var]
         eps = value(self.eps)
         return value(self.scale) * jnp.sqrt(jnp.sum(x * x) + eps * eps)
@@ -241,7 +247,12 @@ class FunctionEnergy(Energy):
     def space(self) -> dict[str, Var]:
         return dict(self.variables)
 
-    def _energy(self, values: Values) -> jax.Array:
+    def relabel(self, mapping: Mapping[str, str]) -> Energy:
+        # the function's keywords are fixed by its code: relabel through a renaming
+        m = {k: v for k, v in mapping.items() if k in self.space}
+        return Renamed(self, m) if m else self
+
+    def evaluate(self, values: Values) -> jax.Array:
         try:
             out = self.fn(**values)
         except _TRACER_ERRORS as e:

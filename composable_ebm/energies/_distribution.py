@@ -87,6 +87,9 @@ class FromDistribution(Energy):
         Positive(lower_bound=0.0)
     """
 
+    trainable_fields = frozenset({"params"})  # empty unless built with trainable=True
+    variable_fields = ("var",)
+
     var: str = eqx.field(static=True)
     dist_type: type = eqx.field(static=True)
     aux: tuple[tuple[str, Any], ...] | None = eqx.field(static=True)
@@ -190,5 +193,5 @@ class FromDistribution(Energy):
         """log ∫ exp(−E) = 0: a distribution's density is normalised."""
         return as_float(0.0)
 
-    def _energy(self, values: Values) -> jax.Array:
+    def evaluate(self, values: Values) -> jax.Array:
         return -jnp.sum(self.distribution.log_prob(values[self.var]))

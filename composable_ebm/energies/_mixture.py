@@ -126,8 +126,8 @@ class Mixture(Energy):
             ]
         )
 
-    def _energy(self, values: Values) -> jax.Array:
-        es = jnp.stack([c._energy({k: values[k] for k in c.space}) for c in self.components])
+    def evaluate(self, values: Values) -> jax.Array:
+        es = jnp.stack([c.evaluate({k: values[k] for k in c.space}) for c in self.components])
         return -jax.nn.logsumexp(-es - self.current_log_z(), b=self.weights)
 
 

@@ -116,6 +116,9 @@ class NeuralEnergy(Energy):
         1.0
     """
 
+    trainable_fields = frozenset({"layers"})
+    variable_fields = ("var",)
+
     var: str = eqx.field(static=True)
     shape: tuple[int, ...] = eqx.field(static=True)
     activation: Any = eqx.field(static=True)
@@ -176,7 +179,7 @@ class NeuralEnergy(Energy):
         )
         return (*hidden, self.layers[-1])
 
-    def _energy(self, values: Values) -> jax.Array:
+    def evaluate(self, values: Values) -> jax.Array:
         layers = self.effective_layers()
         h = jnp.ravel(values[self.var])
         for layer in layers[:-1]:

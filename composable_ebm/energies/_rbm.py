@@ -87,6 +87,9 @@ class BernoulliRBM(Energy):
         ['v']
     """
 
+    trainable_fields = frozenset({"W", "b", "c"})
+    variable_fields = ("visible", "hidden")
+
     visible: str = eqx.field(static=True)
     hidden: str = eqx.field(static=True)
     W: jax.Array
@@ -106,7 +109,7 @@ class BernoulliRBM(Energy):
             self.hidden: Var((nh,), constraints.boolean),
         }
 
-    def _energy(self, values: Values) -> jax.Array:
+    def evaluate(self, values: Values) -> jax.Array:
         v, h = _floats(values[self.visible]), _floats(values[self.hidden])
         return -(v @ self.W @ h) - self.b @ v - self.c @ h
 
@@ -168,6 +171,9 @@ class GaussianBernoulliRBM(Energy):
         0.5
     """
 
+    trainable_fields = frozenset({"W", "b", "c"})
+    variable_fields = ("visible", "hidden")
+
     visible: str = eqx.field(static=True)
     hidden: str = eqx.field(static=True)
     W: jax.Array
@@ -206,7 +212,7 @@ class GaussianBernoulliRBM(Energy):
         nv, nh = self.W.shape
         return {self.visible: Var((nv,)), self.hidden: Var((nh,), constraints.boolean)}
 
-    def _energy(self, values: Values) -> jax.Array:
+    def evaluate(self, values: Values) -> jax.Array:
         v, h = values[self.visible], _floats(values[self.hidden])
         var = self.sigma**2
         return jnp.sum((v - self.b) ** 2 / (2 * var)) - (v / var) @ self.W @ h - self.c @ h
@@ -267,13 +273,15 @@ class FreeEnergy(Energy):
         (True, (4,))
     """
 
+    variable_fields = ()
+
     rbm: BernoulliRBM | GaussianBernoulliRBM
 
     @property
     def space(self) -> dict[str, Var]:
         return {self.rbm.visible: self.rbm.space[self.rbm.visible]}
 
-    def _energy(self, values: Values) -> jax.Array:
+    def evaluate(self, values: Values) -> jax.Array:
         return self.rbm._free(values[self.rbm.visible])
 
     def log_partition(self) -> jax.Array:

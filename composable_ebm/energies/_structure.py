@@ -10,23 +10,10 @@ import jax.numpy as jnp
 
 from .._param import Param
 from ._base import Energy
-from ._closed_form import Gaussian
-from ._combinators import Scaled, Sum, describe
-from ._distribution import FromDistribution
-from ._neural import NeuralEnergy
-from ._rbm import BernoulliRBM, GaussianBernoulliRBM
-from ._wrappers import Conditioned, Frozen, Named, Renamed
+from ._combinators import Sum, describe
+from ._wrappers import Frozen, Named
 
 __all__ = ["terms", "trainable_mask"]
-
-# Fields trained by default, per class; anything else trains only inside ``ebm.Param``.
-_TRAINABLE: dict[type, frozenset[str]] = {
-    Gaussian: frozenset({"mean", "tril"}),
-    NeuralEnergy: frozenset({"layers"}),
-    FromDistribution: frozenset({"params"}),  # empty unless built with trainable=True
-    BernoulliRBM: frozenset({"W", "b", "c"}),
-    GaussianBernoulliRBM: frozenset({"W", "b", "c"}),  # sigma is fixed
-}
 
 
 def terms(energy: Energy) -> list[tuple[str, Energy]]:
@@ -51,37 +38,24 @@ def terms(energy: Energy) -> list[tuple[str, Energy]]:
         return out
     if isinstance(energy, Named):
         return [(energy.label, energy.energy)]
-    inner = getattr(energy, "energy", None)
-    if isinstance(energy, (Conditioned, Scaled, Renamed, Frozen)) and _has_sum(inner):
-        out = []
-        for label, t in terms(inner):
-            if isinstance(energy, Conditioned):
-                vals = {k: v for k, v in energy.values.items() if k in t.space}
-                t = Conditioned(t, vals) if vals else t
-            elif isinstance(energy, Scaled):
-                t = Scaled(t, energy.weight, energy.divide)
-            elif isinstance(energy, Renamed):
-                m = {o: n for o, n in energy.mapping if o in t.space}
-                t = Renamed(t, m) if m else t
-            else:
-                t = Frozen(t)
-            out.append((label, t))
-        return out
+    if energy.wraps and _has_sum(energy.energy):
+        return [(label, energy.rewrap(t)) for label, t in terms(energy.energy)]
     return [(_label(energy), energy)]
 
 
-def _has_sum(e: Any) -> bool:
-    while isinstance(e, (Conditioned, Scaled, Renamed, Frozen)):
+def _unwrapped(e: Energy) -> Energy:
+    while e.wraps:
         e = e.energy
-    return isinstance(e, Sum)
+    return e
+
+
+def _has_sum(e: Energy) -> bool:
+    return isinstance(_unwrapped(e), Sum)
 
 
 def _label(e: Energy) -> str:
-    while isinstance(e, (Conditioned, Scaled, Renamed, Frozen)):
-        e = e.energy
-    if isinstance(e, Named):
-        return e.label
-    return describe(e)
+    e = _unwrapped(e)
+    return e.label if isinstance(e, Named) else describe(e)
 
 
 def _mask_node(node: Any, default: bool, frozen: bool) -> list[bool]:
@@ -90,7 +64,7 @@ def _mask_node(node: Any, default: bool, frozen: bool) -> list[bool]:
         return [not frozen]
     if isinstance(node, Energy):
         frozen = frozen or isinstance(node, Frozen)
-        names = _TRAINABLE.get(type(node), frozenset())
+        names = node.trainable_fields
         out: list[bool] = []
         for f in dataclasses.fields(node):
             if f.metadata.get("static", False):

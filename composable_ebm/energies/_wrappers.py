@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import equinox as eqx
@@ -12,7 +13,7 @@ import numpy as np
 from .. import _validate
 from .._param import Param, leaf, value
 from .._space import Var
-from ._base import Energy, Values
+from ._base import Energy, Values, replace_fields
 
 __all__ = ["Conditioned", "Frozen", "Named", "Renamed", "freeze"]
 
@@ -71,13 +72,31 @@ class Conditioned(Energy):
             energy = energy.energy
         self.energy, self.values = energy, stored
 
+    wraps = True
+    variable_fields = ()
+
     @property
     def space(self) -> dict[str, Var]:
         return {k: v for k, v in self.energy.space.items() if k not in self.values}
 
-    def _energy(self, values: Values) -> jax.Array:
+    def evaluate(self, values: Values) -> jax.Array:
         fixed = {k: value(v) for k, v in self.values.items()}
-        return self.energy._energy({**values, **fixed})
+        return self.energy.evaluate({**values, **fixed})
+
+    def relabel(self, mapping: Mapping[str, str]) -> Energy | None:
+        # conditioned names get positional names too, so terms conditioned on different
+        # variables of the same kind share a structure
+        fixed = {k: f"_fixed{i}" for i, k in enumerate(self.values)}
+        inner = self.energy.relabel({**mapping, **fixed})
+        if inner is None:
+            return None
+        return replace_fields(
+            self, {"energy": inner, "values": {fixed[k]: v for k, v in self.values.items()}}
+        )
+
+    def rewrap(self, inner: Energy) -> Energy:
+        vals = {k: v for k, v in self.values.items() if k in inner.space}
+        return Conditioned(inner, vals) if vals else inner
 
 
 class Renamed(Energy):
@@ -122,9 +141,26 @@ class Renamed(Energy):
         m = dict(self.mapping)
         return {m.get(k, k): v for k, v in self.energy.space.items()}
 
-    def _energy(self, values: Values) -> jax.Array:
+    wraps = True
+    variable_fields = ()
+
+    def evaluate(self, values: Values) -> jax.Array:
         m = dict(self.mapping)
-        return self.energy._energy({k: values[m.get(k, k)] for k in self.energy.space})
+        return self.energy.evaluate({k: values[m.get(k, k)] for k in self.energy.space})
+
+    def relabel(self, mapping: Mapping[str, str]) -> Energy | None:
+        inner = {o: n for o, n in self.mapping}
+        # the inner names are relabelled positionally, then mapped to the outer ones
+        pos = {k: f"_inner{i}" for i, k in enumerate(self.energy.space)}
+        e = self.energy.relabel(pos)
+        if e is None:
+            return None
+        out = tuple((pos[k], mapping.get(inner.get(k, k), inner.get(k, k))) for k in pos)
+        return replace_fields(self, {"energy": e, "mapping": out})
+
+    def rewrap(self, inner: Energy) -> Energy:
+        m = {o: n for o, n in self.mapping if o in inner.space}
+        return Renamed(inner, m) if m else inner
 
 
 class Frozen(Energy):
@@ -132,12 +168,21 @@ class Frozen(Energy):
 
     energy: Energy
 
+    wraps = True
+    variable_fields = ()
+
     @property
     def space(self) -> dict[str, Var]:
         return self.energy.space
 
-    def _energy(self, values: Values) -> jax.Array:
-        return self.energy._energy(values)
+    def evaluate(self, values: Values) -> jax.Array:
+        return self.energy.evaluate(values)
+
+    def relabel(self, mapping: Mapping[str, str]) -> Energy | None:
+        return self.energy.relabel(mapping)  # freezing changes training, not evaluation
+
+    def rewrap(self, inner: Energy) -> Energy:
+        return Frozen(inner)
 
 
 def freeze(energy: Energy) -> Energy:
@@ -160,9 +205,14 @@ class Named(Energy):
     energy: Energy
     label: str = eqx.field(static=True)
 
+    variable_fields = ()
+
+    def relabel(self, mapping: Mapping[str, str]) -> Energy | None:
+        return self.energy.relabel(mapping)  # a label changes diagnostics, not evaluation
+
     @property
     def space(self) -> dict[str, Var]:
         return self.energy.space
 
-    def _energy(self, values: Values) -> jax.Array:
-        return self.energy._energy(values)
+    def evaluate(self, values: Values) -> jax.Array:
+        return self.energy.evaluate(values)

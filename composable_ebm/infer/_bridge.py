@@ -95,7 +95,7 @@ def constrain_with_jacobian(
 def potential(energy: Energy, params: Mapping[str, jax.Array]) -> jax.Array:
     """E(T(u)) − Σ log|det ∂T/∂u| at unconstrained values ``u`` (no checks)."""
     values, log_jac = constrain_with_jacobian(transforms(energy.space), params)
-    return energy._energy(values) - log_jac
+    return energy.evaluate(values) - log_jac
 
 
 def potential_fn(energy: Energy) -> Callable[[Mapping[str, jax.Array]], jax.Array]:

@@ -93,7 +93,7 @@ def _term_finite(energy: Energy, points: dict) -> dict:
             continue
 
         def ok(v, term=term):
-            e, g = jax.value_and_grad(term._energy)(v)
+            e, g = jax.value_and_grad(term.evaluate)(v)
             good = jnp.isfinite(e)
             for leaf in jax.tree_util.tree_leaves(g):
                 good = good & jnp.all(jnp.isfinite(leaf))

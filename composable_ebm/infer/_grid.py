@@ -129,7 +129,7 @@ def _grid(energy: Energy, lows, highs, log_w, log_w2, n: int, chunk: int):
         for name, var in space.items():
             values[name] = x[off : off + var.size].reshape(var.shape)
             off += var.size
-        return energy._energy(values)
+        return energy.evaluate(values)
 
     def one_chunk(c):
         idx = c * chunk + jnp.arange(chunk, dtype=jnp.int32)

@@ -256,8 +256,8 @@ def check_real_space(energy: Energy, what: str = "Langevin") -> dict:
 
 @eqx.filter_jit
 def _run(energy, key, position, step_size, num_steps, adjusted):
-    start = jax.vmap(lambda p: _all_finite(init(p, energy._energy)))(position)
-    states, stats = run_chains(key, position, energy._energy, step_size, num_steps, adjusted)
+    start = jax.vmap(lambda p: _all_finite(init(p, energy.evaluate)))(position)
+    states, stats = run_chains(key, position, energy.evaluate, step_size, num_steps, adjusted)
     return states.position, start, jnp.mean(stats.nonfinite)
 
 

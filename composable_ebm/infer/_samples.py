@@ -45,9 +45,9 @@ def _term_energies(energy: Energy, draws: dict) -> list:
         vals = {k: draws[k] for k in term.space}
         lead = next(iter(draws.values())).shape[:2]
         if vals:
-            out.append(jax.vmap(jax.vmap(term._energy))(vals))
+            out.append(jax.vmap(jax.vmap(term.evaluate))(vals))
         else:  # a term with no free variable left: a constant
-            out.append(jax.numpy.broadcast_to(term._energy({}), lead))
+            out.append(jax.numpy.broadcast_to(term.evaluate({}), lead))
     return out
 
 

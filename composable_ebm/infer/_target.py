@@ -40,7 +40,7 @@ def _culprit(energy: Energy) -> tuple[str, Any]:
             for k in term.space
         }
         try:
-            out = jax.eval_shape(term._energy, args)
+            out = jax.eval_shape(term.evaluate, args)
         except TRACER_ERRORS as err:
             return label, err
         if out.shape != ():
@@ -50,7 +50,7 @@ def _culprit(energy: Energy) -> tuple[str, Any]:
 
 def target(energy: Energy, unconstrained: bool) -> Callable[[Mapping[str, jax.Array]], jax.Array]:
     """The energy a kernel moves on (its potential when ``unconstrained``), checked."""
-    fn = partial(potential, energy) if unconstrained else energy._energy
+    fn = partial(potential, energy) if unconstrained else energy.evaluate
 
     def checked(position: Mapping[str, jax.Array]) -> jax.Array:
         try:

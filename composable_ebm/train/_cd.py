@@ -207,7 +207,7 @@ class ContrastiveDivergence(Loss):
             negatives = jax.lax.stop_gradient(chains)
             energy = marginal_energy(energy)  # the loss is on the free energy
         else:
-            chains, _ = run_chains(k_chain, start, frozen._energy, self.step_size, self.steps)
+            chains, _ = run_chains(k_chain, start, frozen.evaluate, self.step_size, self.steps)
             negatives = jax.lax.stop_gradient(chains.position)
         if self.persistent:
             state = {"buffer": {k: buffer[k].at[slots].set(negatives[k]) for k in buffer}}

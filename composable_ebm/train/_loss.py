@@ -45,7 +45,7 @@ def flat_energy(energy: Energy, example: Mapping[str, jax.Array]) -> tuple[Any, 
     _, unravel = ravel_pytree(dict(example))
 
     def fn(x: jax.Array) -> jax.Array:
-        return energy._energy(unravel(x))
+        return energy.evaluate(unravel(x))
 
     return fn, lambda point: ravel_pytree(dict(point))[0]
 
@@ -150,7 +150,7 @@ class LossSum(Loss):
 
 def batch_energies(energy: Energy, batch: Mapping[str, jax.Array]) -> jax.Array:
     """E at every row of a batch (no checks: the batch was normalised)."""
-    return jax.vmap(energy._energy)(dict(batch))
+    return jax.vmap(energy.evaluate)(dict(batch))
 
 
 def mean_sq(x: jax.Array) -> jax.Array:

@@ -51,7 +51,7 @@ def check_gibbs_data(energy: Energy, data: dict[str, jax.Array]) -> None:
                 )
     row = {n: x[0] for n, x in data.items()}
     row.update({n: jnp.zeros(space[n].shape) for n in space if n not in data})
-    kernel.check(row, energy._energy)
+    kernel.check(row, energy.evaluate)
 
 
 def gibbs_negatives(
@@ -65,7 +65,7 @@ def gibbs_negatives(
     pos.update(start)
 
     def one(k: jax.Array, p: dict) -> dict:
-        return run_sweeps(kernel, k, p, energy._energy, steps)
+        return run_sweeps(kernel, k, p, energy.evaluate, steps)
 
     out = jax.vmap(one)(jax.random.split(key, n), pos)
     return {k: out[k] for k in start}

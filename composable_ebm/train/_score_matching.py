@@ -65,7 +65,7 @@ class ScoreMatching(Loss):
         rows = jax.vmap(lambda p: ravel_pytree(p)[0])(dict(batch))
 
         def f(x):
-            return energy._energy(unravel(x))
+            return energy.evaluate(unravel(x))
 
         grad = jax.grad(f)
         n, d = rows.shape

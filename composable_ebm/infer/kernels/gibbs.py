@@ -98,10 +98,10 @@ class Gibbs(Kernel):
         >>> rbm = ebm.BernoulliRBM("v", "h", 4, 3, key=jax.random.key(0))
         >>> kernel, params = Gibbs.from_options(0, {"blocks": (("v",), ("h",))})
         >>> pos = {"v": jnp.zeros(4), "h": jnp.ones(3)}
-        >>> state = kernel.init(pos, rbm._energy, params)
+        >>> state = kernel.init(pos, rbm.evaluate, params)
         >>> bool(kernel.is_valid(state))
         True
-        >>> state, info = kernel.step(jax.random.key(1), state, rbm._energy, params)
+        >>> state, info = kernel.step(jax.random.key(1), state, rbm.evaluate, params)
         >>> sorted(state.position), state.position["v"].dtype == jnp.zeros(1).dtype
         (['h', 'v'], True)
     """
