@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,18 +50,28 @@ def _term(kind, i, var, rng):
 def test_a_stacked_sum_equals_the_unrolled_sum_in_value_and_gradient(kind, n, num_vars, seed):
     rng = np.random.default_rng(seed)
     terms = [_term(kind, i, f"x{i % num_vars}", rng) for i in range(n)]
-    E = ebm.sum(terms)
-    assert groups(E.terms) == [list(range(n))]  # one group: evaluated stacked
+    stacked = ebm.sum(terms)  # stacked when built: a few arrays, one vmap
+    assert isinstance(stacked, ebm.Stacked) and len(stacked) == n
+    grouped = functools.reduce(operator.add, terms)  # built by `+`: grouped when traced
+    assert groups(grouped.terms) == [list(range(n))]
     values = {f"x{j}": jnp.asarray(rng.normal(size=2), jnp.float32) for j in range(num_vars)}
-    np.testing.assert_allclose(E(values), _unrolled(terms, values), rtol=1e-5, atol=1e-5)
-    g_stacked = jax.grad(lambda v: E(v))(values)
+    want = _unrolled(terms, values)
     g_unrolled = jax.grad(lambda v: _unrolled(terms, v))(values)
-    for k in values:
-        np.testing.assert_allclose(g_stacked[k], g_unrolled[k], rtol=1e-4, atol=1e-5)
+    gp_unrolled = jax.tree_util.tree_leaves(jax.grad(lambda ts: _unrolled(ts, values))(terms))
+    for E in (stacked, grouped):
+        np.testing.assert_allclose(E(values), want, rtol=1e-5, atol=1e-5)
+        g = jax.grad(lambda v, E=E: E(v))(values)
+        for k in values:
+            np.testing.assert_allclose(g[k], g_unrolled[k], rtol=1e-4, atol=1e-5)
     # gradients with respect to the parameters of every term flow through the stack
-    gp = jax.grad(lambda e: e(values))(E)
-    gp_unrolled = jax.grad(lambda ts: _unrolled(ts, values))(terms)
-    for a, b in zip(jax.tree_util.tree_leaves(gp), jax.tree_util.tree_leaves(gp_unrolled)):
+    per_leaf = len(gp_unrolled) // n
+    gp = jax.tree_util.tree_leaves(jax.grad(lambda e: e(values))(stacked))
+    assert len(gp) == per_leaf
+    for j, g in enumerate(gp):
+        for i in range(n):
+            np.testing.assert_allclose(g[i], gp_unrolled[i * per_leaf + j], rtol=1e-4, atol=1e-5)
+    gp = jax.tree_util.tree_leaves(jax.grad(lambda e: e(values))(grouped))
+    for a, b in zip(gp, gp_unrolled, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -68,9 +81,10 @@ def test_groups_split_by_class_static_fields_and_leaf_shapes():
     conf = [ebm.Confinement(f"a{i}", scale=0.5) for i in range(4)]
     fn = ebm.energy(lambda x: jnp.sum(x), x=(2,))  # a function energy: never relabelled away
     assert groups([*g2, *g3, *conf, fn]) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12]]
-    # labels and freezing do not split a group; a different weight value does not either
-    mixed = [ebm.freeze(g2[0]), g2[1].named("x"), 2.0 * g2[2], 3.0 * g2[3]]
-    assert groups(mixed) == [[0, 1], [2, 3]]
+    # a label does not split a group, nor does a different weight value; freezing does
+    # (it changes what fit trains)
+    mixed = [g2[0], g2[1].named("x"), 2.0 * g2[2], 3.0 * g2[3], ebm.freeze(g2[0])]
+    assert groups(mixed) == [[0, 1], [2, 3], [4]]
 
 
 def test_per_term_labels_and_energies_survive_stacking():

@@ -7,6 +7,7 @@ from ._distribution import FromDistribution
 from ._mixture import Mixture, mixture
 from ._neural import NeuralEnergy
 from ._rbm import BernoulliRBM, FreeEnergy, GaussianBernoulliRBM
+from ._stack import Stacked, stack
 from ._structure import terms, trainable_mask
 from ._wrappers import Conditioned, Frozen, Named, Renamed, freeze
 
@@ -27,11 +28,13 @@ __all__ = [
     "NeuralEnergy",
     "Renamed",
     "Scaled",
+    "Stacked",
     "Sum",
     "energy",
     "freeze",
     "logsumexp",
     "mixture",
+    "stack",
     "sum",
     "terms",
     "trainable_mask",

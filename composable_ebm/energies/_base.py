@@ -113,6 +113,34 @@ class Energy(eqx.Module):
                     return None
         return replace_fields(self, changes)
 
+    def summands(self) -> tuple[Energy, ...] | None:
+        """The terms whose sum this energy is (a sum, a stack), or ``None`` for one term.
+
+        :func:`~composable_ebm.terms` expands these; a class that is a sum overrides it.
+
+        Example:
+            >>> import composable_ebm as ebm
+            >>> E = ebm.Gaussian("x", 0.0, cov=1.0) + ebm.Confinement("x")
+            >>> len(E.summands())
+            2
+        """
+        return None
+
+    def trainable_flags(self, walk: Any, frozen: bool) -> list[bool]:
+        """One flag per array leaf (flatten order): does ``fit`` train it by default?
+
+        ``walk(node, default, frozen)`` gives the flags of a child; this default walks the
+        fields, a field trainable when it is in ``trainable_fields``. Classes whose leaves
+        are arranged otherwise (frozen wrappers, stacks) override it.
+        """
+        out: list[bool] = []
+        for f in dataclasses.fields(self):
+            if f.metadata.get("static", False):
+                continue
+            default = f.name in self.trainable_fields and not frozen
+            out += walk(getattr(self, f.name), default, frozen)
+        return out
+
     def rewrap(self, inner: Energy) -> Energy:
         """This wrapper around another energy (a term of the one it wraps).
 

@@ -14,7 +14,7 @@ from .. import _validate
 from .._param import Param, leaf, value
 from .._space import Var, merge_spaces, merge_var
 from ._base import Energy, Values
-from ._stack import evaluate_terms
+from ._stack import evaluate_terms, stack_groups
 
 __all__ = ["LogSumExp", "Scaled", "Sum", "describe", "logsumexp", "sum"]
 
@@ -84,9 +84,17 @@ class Sum(Energy):
     def evaluate(self, values: Values) -> jax.Array:
         return evaluate_terms(self.terms, values)
 
+    def summands(self) -> tuple[Energy, ...]:
+        return self.terms
+
 
 def sum(terms: Iterable[Energy]) -> Energy:  # ebm.sum, like np.sum: shadows the builtin here
     """The sum of many energies, built in linear time (``+`` in a loop is quadratic).
+
+    Terms of one structure (see :func:`~composable_ebm.stack`), at least four of them, are
+    stacked: their leaves become a few arrays and they are evaluated by one ``vmap``, so a
+    sampler for a sum of a thousand experts compiles about as fast as for one.
+    :func:`~composable_ebm.terms` still lists every term with its label.
 
     Args:
         terms: one or more energies (a list, tuple or any iterable).
@@ -98,7 +106,7 @@ def sum(terms: Iterable[Energy]) -> Energy:  # ebm.sum, like np.sum: shadows the
         >>> import jax.numpy as jnp, composable_ebm as ebm
         >>> experts = [ebm.Gaussian("x", float(m), cov=1.0) for m in range(100)]
         >>> E = ebm.sum(experts)
-        >>> len(E.terms), round(float(E(49.5)), 2)  # Σ ½(49.5 − m)² over m = 0..99
+        >>> len(ebm.terms(E)), round(float(E(49.5)), 2)  # Σ ½(49.5 − m)² over m = 0..99
         (100, 41662.5)
     """
     if isinstance(terms, Energy):
@@ -109,6 +117,8 @@ def sum(terms: Iterable[Energy]) -> Energy:  # ebm.sum, like np.sum: shadows the
     for i, t in enumerate(items):
         if not isinstance(t, Energy):
             raise TypeError(f"ebm.sum: term {i} is a {type(t).__name__}, not an ebm.Energy")
+    flat = [u for t in items for u in (t.terms if isinstance(t, Sum) else (t,))]
+    items = tuple(stack_groups(flat))  # groups of identical terms: one vmap each
     return items[0] if len(items) == 1 else Sum(items)
 
 

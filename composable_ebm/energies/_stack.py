@@ -7,40 +7,67 @@ differentiating it grow with every term. Here each term is relabelled to positio
 agree form a group, their array leaves are stacked along a new axis, the values of their
 variables are stacked the same way (or shared, when every term of the group reads the same
 variable), and the group is evaluated by one ``vmap`` of a single term: the equinox
-"ensemble" idiom, found automatically.
+"ensemble" idiom. :func:`stack` (and :func:`~composable_ebm.sum`, for groups of at least
+:data:`MIN_STACK` terms) store the stacked leaves, so the compiled program sees a handful of
+arrays however many terms there are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from .._space import Var
 from ._base import Energy, Values
+from ._wrappers import Named
 
-__all__ = ["MIN_STACK", "evaluate_terms", "groups"]
+__all__ = ["MIN_STACK", "Stacked", "evaluate_terms", "groups", "stack"]
 
 #: Groups smaller than this are unrolled (stacking two or three terms saves nothing).
 MIN_STACK = 4
 
 
-def _canonical(t: Energy) -> tuple[Any, tuple[str, ...]] | None:
-    """(relabelled term, its variable names in position order), or None."""
+def _pos(j: int) -> str:
+    return f"_v{j}"
+
+
+def _canonical(t: Energy) -> tuple[Energy, tuple[str, ...]] | None:
+    """(the term relabelled to positional names, its variable names in that order)."""
     names = tuple(t.space)
-    canon = t.relabel({n: f"_v{j}" for j, n in enumerate(names)})
+    canon = t.relabel({n: _pos(j) for j, n in enumerate(names)})
     return None if canon is None else (canon, names)
 
 
 def _key(canon: Energy) -> Any:
     leaves, treedef = jax.tree_util.tree_flatten(canon)
     shapes = tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
-    return treedef, shapes
+    key = (treedef, shapes)
+    hash(key)  # a static field that does not hash raises TypeError: never stacked
+    return key
+
+
+def _plan(terms: Sequence[Energy]) -> list[list[tuple[int, Any]]]:
+    """Groups of (index, canonical form or None), by relabelled structure."""
+    out: dict[Any, list[tuple[int, Any]]] = {}
+    for i, t in enumerate(terms):
+        c = _canonical(t.energy if isinstance(t, Named) else t)  # a label never splits
+        try:
+            key = ("stack", _key(c[0])) if c is not None else ("single", i)
+        except TypeError:
+            key = ("single", i)
+        out.setdefault(key, []).append((i, c))
+    return list(out.values())
 
 
 def groups(terms: Sequence[Energy]) -> list[list[int]]:
     """Indices of the terms, grouped by relabelled structure (singletons included).
+
+    A term's own label (``.named``) does not count: labels are kept per member.
 
     Example:
         >>> import composable_ebm as ebm
@@ -48,49 +75,166 @@ def groups(terms: Sequence[Energy]) -> list[list[int]]:
         >>> groups([*ts, ebm.Confinement("x0")])
         [[0, 1, 2], [3]]
     """
-    out: dict[Any, list[int]] = {}
-    for i, t in enumerate(terms):
-        c = _canonical(t)
-        try:
-            key = ("stack", _key(c[0])) if c is not None else ("single", i)
-            hash(key)
-        except TypeError:  # a static field that does not hash: never stacked
-            key = ("single", i)
-        out.setdefault(key, []).append(i)
-    return list(out.values())
+    return [[i for i, _ in g] for g in _plan(terms)]
 
 
-def _evaluate_group(members: list[Energy], values: Values) -> jax.Array:
-    canon = [_canonical(t) for t in members]
-    template = canon[0][0]
-    leaves = [jax.tree_util.tree_leaves(c) for c, _ in canon]
-    treedef = jax.tree_util.tree_structure(template)
-    stacked = [jnp.stack(col) for col in zip(*leaves)]
-    inputs, axes = {}, {}
-    for j in range(len(canon[0][1])):
-        names = [n[j] for _, n in canon]
-        if all(n == names[0] for n in names):  # every term reads the same variable
-            inputs[f"_v{j}"], axes[f"_v{j}"] = values[names[0]], None
+class Stacked(Energy):
+    """n terms of one structure as one energy: leaves stacked, evaluated by one ``vmap``.
+
+    Build it with :func:`stack` (or let :func:`~composable_ebm.sum` do it). Each member may
+    read its own variables or share them with the others; labels given with ``.named``
+    are kept per member, so :func:`~composable_ebm.terms` and per-term energies of a
+    sample list every member.
+
+    Example:
+        >>> import composable_ebm as ebm
+        >>> S = ebm.stack(ebm.Gaussian(f"x{i}", float(i), cov=1.0) for i in range(5))
+        >>> len(S), sorted(S.space)
+        (5, ['x0', 'x1', 'x2', 'x3', 'x4'])
+    """
+
+    template: Any = eqx.field(static=True)  # treedef of one member, positionally named
+    leaves: tuple[jax.Array, ...]  # each with a leading axis of size len(self)
+    names: tuple[tuple[str, ...], ...] = eqx.field(static=True)  # per member, per position
+    labels: tuple[str | None, ...] = eqx.field(static=True)
+    merged: tuple[tuple[str, Var], ...] = eqx.field(static=True)
+
+    variable_fields = ("names",)
+
+    def __init__(self, template, leaves, names, labels, merged):
+        self.template, self.leaves, self.names = template, tuple(leaves), tuple(names)
+        self.labels, self.merged = tuple(labels), tuple(merged)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def space(self) -> dict[str, Var]:
+        return dict(self.merged)
+
+    def _one(self, leaves: Sequence[jax.Array]) -> Energy:
+        return jax.tree_util.tree_unflatten(self.template, list(leaves))
+
+    def energies(self, values: Values) -> jax.Array:
+        """The members' energies at ``values``, a vector of length ``len(self)``."""
+        inputs, axes = {}, {}
+        for j in range(len(self.names[0])):
+            col = [n[j] for n in self.names]
+            if all(n == col[0] for n in col):  # every member reads the same variable
+                inputs[_pos(j)], axes[_pos(j)] = values[col[0]], None
+            else:
+                inputs[_pos(j)], axes[_pos(j)] = jnp.stack([values[n] for n in col]), 0
+
+        def one(lv: tuple[jax.Array, ...], inp: Values) -> jax.Array:
+            return self._one(lv).evaluate(inp)
+
+        return jax.vmap(one, in_axes=(0, axes))(self.leaves, inputs)
+
+    def evaluate(self, values: Values) -> jax.Array:
+        return jnp.sum(self.energies(values))
+
+    def member(self, i: int) -> Energy:
+        """Member ``i`` as a term of its own (over its own variable names, labelled)."""
+        t = self._one([x[i] for x in self.leaves])
+        t = t.relabel({_pos(j): n for j, n in enumerate(self.names[i])})
+        return Named(t, self.labels[i]) if self.labels[i] is not None else t
+
+    def summands(self) -> tuple[Energy, ...]:
+        return tuple(self.member(i) for i in range(len(self)))
+
+    def trainable_flags(self, walk: Any, frozen: bool) -> list[bool]:
+        return walk(self._one([x[0] for x in self.leaves]), False, frozen)
+
+    def relabel(self, mapping: dict[str, str]) -> Energy:
+        names = tuple(tuple(mapping.get(n, n) for n in ns) for ns in self.names)
+        merged = tuple((mapping.get(k, k), v) for k, v in self.merged)
+        return Stacked(self.template, self.leaves, names, self.labels, merged)
+
+
+def _stack_leaves(col: Sequence[Any]) -> jax.Array:
+    if any(isinstance(x, jax.core.Tracer) for x in col):
+        return jnp.stack(col)  # built inside a trace (grad, jit): stack in it
+    # on the host: a device-side stack of n arrays compiles an n-operand concatenation
+    return jnp.asarray(np.stack([np.asarray(x) for x in col]))
+
+
+def _build(members: Sequence[Energy], canon: Sequence[tuple[Energy, tuple[str, ...]]]) -> Stacked:
+    """Stack terms of one relabelled structure, given their canonical forms."""
+    labels = [t.label if isinstance(t, Named) else None for t in members]
+    template = jax.tree_util.tree_structure(canon[0][0])
+    cols = zip(*(jax.tree_util.tree_leaves(c) for c, _ in canon))
+    tspace = canon[0][0].space
+    merged = {n: tspace[_pos(j)] for _, names in canon for j, n in enumerate(names)}
+    leaves = [_stack_leaves(col) for col in cols]
+    return Stacked(template, leaves, [n for _, n in canon], labels, merged.items())
+
+
+def stack(terms: Iterable[Energy]) -> Stacked:
+    """Terms of one structure as one energy, evaluated by one ``vmap`` over stacked leaves.
+
+    Terms have one structure when they are of the same class, with the same static
+    settings and leaf shapes, whatever variables they read (``Gaussian("x1", …)`` and
+    ``Gaussian("x2", …)`` stack, and so do terms conditioned or renamed the same way).
+    Compiling a sampler for a stack costs about as much as for one term; evaluating it
+    grows linearly with the number of terms. :func:`~composable_ebm.sum` stacks groups of
+    identical terms by itself; call ``stack`` to insist (an error says which term differs).
+
+    Args:
+        terms: two or more energies of one structure (labels from ``.named`` are kept).
+
+    Returns:
+        A :class:`Stacked` energy, the sum of the terms.
+
+    Raises:
+        ValueError: a term's structure differs from the first term's (both named).
+
+    Example:
+        >>> import jax.numpy as jnp, composable_ebm as ebm
+        >>> S = ebm.stack(ebm.Gaussian("x", float(m), cov=1.0) for m in range(4))
+        >>> float(S(1.0))  # ½(1² + 0² + 1² + 2²)
+        3.0
+    """
+    if isinstance(terms, Energy):
+        raise TypeError("ebm.stack takes an iterable of energies, e.g. ebm.stack([E1, E2])")
+    items = tuple(terms)
+    if len(items) < 1:
+        raise ValueError("ebm.stack needs at least one energy, got none")
+    for i, t in enumerate(items):
+        if not isinstance(t, Energy):
+            raise TypeError(f"ebm.stack: term {i} is a {type(t).__name__}, not an ebm.Energy")
+    plan = _plan(items)
+    bad = next((i for g in plan for i, c in g if c is None), None)
+    if bad is not None:
+        raise ValueError(
+            f"ebm.stack: term {bad} ({type(items[bad]).__name__}) cannot be stacked: its class "
+            "declares no variable_fields; use ebm.sum to add it"
+        )
+    if len(plan) > 1:
+        first, other = plan[0][0][0], plan[1][0][0]
+        raise ValueError(
+            f"ebm.stack needs terms of one structure (class, static settings, leaf shapes): "
+            f"term {other} ({type(items[other]).__name__} over {sorted(items[other].space)}) "
+            f"differs from term {first} ({type(items[first]).__name__} over "
+            f"{sorted(items[first].space)}); use ebm.sum to add terms of several structures"
+        )
+    return _build(items, [c for _, c in plan[0]])
+
+
+def stack_groups(terms: Sequence[Energy]) -> list[Energy]:
+    """The terms with every group of at least :data:`MIN_STACK` identical ones stacked."""
+    out: list[Energy] = []
+    for group in _plan(terms):
+        if len(group) >= MIN_STACK:
+            out.append(_build([terms[i] for i, _ in group], [c for _, c in group]))
         else:
-            inputs[f"_v{j}"], axes[f"_v{j}"] = jnp.stack([values[n] for n in names]), 0
-
-    def one(lv: list[jax.Array], inp: Values) -> jax.Array:
-        return jax.tree_util.tree_unflatten(treedef, lv).evaluate(inp)
-
-    return jnp.sum(jax.vmap(one, in_axes=(0, axes))(stacked, inputs))
+            out.extend(terms[i] for i, _ in group)
+    return out
 
 
 def evaluate_terms(terms: Sequence[Energy], values: Values) -> jax.Array:
     """Σ terms at ``values``: groups of at least :data:`MIN_STACK` identical terms stacked."""
     total = None
-    for idx in groups(terms):
-        if len(idx) >= MIN_STACK:
-            e = _evaluate_group([terms[i] for i in idx], values)
-        else:
-            e = None
-            for i in idx:
-                t = terms[i]
-                ei = t.evaluate({k: values[k] for k in t.space})
-                e = ei if e is None else e + ei
+    for t in stack_groups(terms):
+        e = t.evaluate({k: values[k] for k in t.space})
         total = e if total is None else total + e
     return total

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
@@ -10,8 +9,8 @@ import jax.numpy as jnp
 
 from .._param import Param
 from ._base import Energy
-from ._combinators import Sum, describe
-from ._wrappers import Frozen, Named
+from ._combinators import describe
+from ._wrappers import Named
 
 __all__ = ["terms", "trainable_mask"]
 
@@ -28,9 +27,10 @@ def terms(energy: Energy) -> list[tuple[str, Energy]]:
         >>> [label for label, _ in ebm.terms(E)]
         ['prior', 'Confinement']
     """
-    if isinstance(energy, Sum):
+    parts = energy.summands()
+    if parts is not None:
         out, seen = [], {}
-        for t in energy.terms:
+        for t in parts:
             for label, e in terms(t):
                 n = seen.get(label, 0)
                 seen[label] = n + 1
@@ -50,7 +50,7 @@ def _unwrapped(e: Energy) -> Energy:
 
 
 def _has_sum(e: Energy) -> bool:
-    return isinstance(_unwrapped(e), Sum)
+    return _unwrapped(e).summands() is not None
 
 
 def _label(e: Energy) -> str:
@@ -63,14 +63,7 @@ def _mask_node(node: Any, default: bool, frozen: bool) -> list[bool]:
     if isinstance(node, Param):
         return [not frozen]
     if isinstance(node, Energy):
-        frozen = frozen or isinstance(node, Frozen)
-        names = node.trainable_fields
-        out: list[bool] = []
-        for f in dataclasses.fields(node):
-            if f.metadata.get("static", False):
-                continue
-            out += _mask_node(getattr(node, f.name), f.name in names and not frozen, frozen)
-        return out
+        return node.trainable_flags(_mask_node, frozen)
     children = jax.tree_util.tree_leaves(
         node, is_leaf=lambda x: x is not node and isinstance(x, (Energy, Param))
     )

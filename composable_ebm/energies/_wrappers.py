@@ -179,7 +179,11 @@ class Frozen(Energy):
         return self.energy.evaluate(values)
 
     def relabel(self, mapping: Mapping[str, str]) -> Energy | None:
-        return self.energy.relabel(mapping)  # freezing changes training, not evaluation
+        inner = self.energy.relabel(mapping)
+        return None if inner is None else replace_fields(self, {"energy": inner})
+
+    def trainable_flags(self, walk: Any, frozen: bool) -> list[bool]:
+        return super().trainable_flags(walk, True)  # nothing inside trains
 
     def rewrap(self, inner: Energy) -> Energy:
         return Frozen(inner)
@@ -208,7 +212,8 @@ class Named(Energy):
     variable_fields = ()
 
     def relabel(self, mapping: Mapping[str, str]) -> Energy | None:
-        return self.energy.relabel(mapping)  # a label changes diagnostics, not evaluation
+        inner = self.energy.relabel(mapping)  # the label stays: terms() reports it
+        return None if inner is None else replace_fields(self, {"energy": inner})
 
     @property
     def space(self) -> dict[str, Var]:
