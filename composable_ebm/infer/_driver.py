@@ -20,7 +20,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
+from .._devices import AXIS, shard_leading
 from ..energies import Energy
 from ._init import raise_if_invalid, search
 from ._recompile import note_trace
@@ -59,15 +61,17 @@ def _advance(
     total: int,
     length: int,
     chunked: bool,
+    mesh: Any = None,
 ) -> tuple[Any, dict, jax.Array]:
     """Steps ``start .. start+length``, with every step's record (chain, step).
 
     Without ``state`` the chains start at ``position0`` and run only if every chain's
     start is valid (finite energy and gradient); the flags come back so the host can
-    search other points or raise an error naming the term at fault.
+    search other points or raise an error naming the term at fault. With a ``mesh`` the
+    steps run under ``shard_map``: each device advances its own slice of the chains.
     """
     TRACE_COUNT["sample"] += 1
-    settings = (kernel, num_chains, num_warmup, total, length, chunked, state is None)
+    settings = (kernel, num_chains, num_warmup, total, length, chunked, state is None, mesh)
     note_trace(energy, settings)
     fn = energy_fn(energy, kernel)
     if state is None:
@@ -78,6 +82,9 @@ def _advance(
 
     def advance(st, i):
         keys = jax.random.split(jax.random.fold_in(key, i), num_chains)
+        if mesh is not None:  # this device's chains: the same keys as on one device
+            n = num_chains // mesh.size
+            keys = jax.lax.dynamic_slice_in_dim(keys, jax.lax.axis_index(AXIS) * n, n)
 
         def one(k, s):  # per chain: states' properties see one chain
             s, info = kernel.step(k, s, fn, params)
@@ -97,6 +104,9 @@ def _advance(
         # (chain, step); a single call keeps only the draws after warmup
         keep = slice(0, None) if chunked else slice(num_warmup, None)
         return st, jax.tree_util.tree_map(lambda r: jnp.swapaxes(r, 0, 1)[:, keep], recs)
+
+    if mesh is not None:
+        scan = jax.shard_map(scan, mesh=mesh, in_specs=P(AXIS), out_specs=P(AXIS), check_vma=False)
 
     if position0 is None:  # continuing a run: its state is valid
         state, recs = scan(state)
@@ -120,6 +130,7 @@ def run(
     num_chains: int,
     given_init: bool,
     progress: bool,
+    mesh: Any = None,
 ) -> tuple[Any, dict]:
     """Run ``num_warmup + num_samples`` steps; the kept records (chain, draw) after warmup.
 
@@ -138,9 +149,11 @@ def run(
         total=total,
         length=length,
         chunked=progress,
+        mesh=mesh,
     )
 
     def first_call(position0):
+        position0 = shard_leading(position0, mesh)
         st, recs, ok = go(position0=position0, state=state, start=jnp.asarray(0))
         if state is None and not np.asarray(ok).all():
             if not kernel.unconstrained:  # the kernel's own assumptions first
@@ -151,6 +164,7 @@ def run(
             position0, found = search(energy, jax.random.fold_in(key, 1), num_chains)
             raise_if_invalid(energy, position0, found, searched=True, kernel=kernel)
             # same structure: no recompilation
+            position0 = shard_leading(position0, mesh)
             st, recs, ok = go(position0=position0, state=None, start=jnp.asarray(0))
             raise_if_invalid(energy, position0, ok, searched=True, kernel=kernel)
         return st, recs

@@ -12,6 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._devices import mesh_for
 from ..energies import Energy
 from . import _checks, _recompile
 from ._bridge import constrain_with_jacobian, continuous_space, transforms
@@ -117,6 +118,7 @@ def sample(
     progress: bool = False,
     state: ChainState | None = None,
     temperatures: Sequence[float] | jax.Array | None = None,
+    devices: str | Sequence[Any] | None = None,
     **kernel_options: Any,
 ) -> Samples:
     """Sample exp(−E) with any kernel, all chains in one compiled function.
@@ -147,6 +149,12 @@ def sample(
             the chosen kernel, neighbours propose swaps after every step, and only the
             T = 1 replica's draws are returned (``stats["swap_accept_prob"]`` holds the
             swap acceptance per neighbouring pair).
+        devices: where the chains run. ``None``: every device (``jax.devices()``) when
+            ``num_chains`` divides evenly among them, else the default device; ``"all"``:
+            every device (an error when the chains do not divide evenly); or a list of
+            devices. The chain axis is sharded over a ``jax.sharding.Mesh`` and each
+            device advances its own chains in one compiled program; the draws stay
+            sharded arrays. On one CPU nothing changes.
         **kernel_options: the kernel's options. NUTS/HMC, static (new values compile
             anew): ``max_tree_depth``, ``dense_mass``, ``adapt_step_size``,
             ``adapt_mass_matrix``, ``find_heuristic_step_size``,
@@ -177,6 +185,7 @@ def sample(
     """
     _check_key(key)
     _check_counts(num_warmup, num_samples, num_chains)
+    mesh = mesh_for(devices, num_chains, "num_chains")
     if state is not None:
         cls = type(state.kernel) if isinstance(state, ChainState) else KERNELS["nuts"]
         space = _space(energy, cls)
@@ -217,6 +226,7 @@ def sample(
         num_chains=num_chains,
         given_init=init is not None,
         progress=progress,
+        mesh=mesh,
     )
     draws, stats = _finish(energy, kern, recs)
     samples = Samples(

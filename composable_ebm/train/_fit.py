@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -13,6 +13,7 @@ import numpy as np
 import optax
 
 from .. import _validate as v
+from .._devices import mesh_for
 from ..energies import Energy
 from ._fit_checkpoint import FitCheckpoint
 from ._fit_loop import FitLoop
@@ -61,6 +62,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     on_nonfinite: str = "warn",
+    devices: str | Sequence[Any] | None = None,
 ) -> FitResult:
     """Train every trainable array of ``energy`` (and the loss's own parameters).
 
@@ -109,6 +111,12 @@ def fit(
         checkpoint_every: steps between checkpoints (default: every chunk).
         on_nonfinite: ``"warn"`` (stop, warn, return the last good parameters) or
             ``"raise"`` (raise :class:`FitError` carrying that result).
+        devices: data-parallel training. ``None``: every device (``jax.devices()``) when
+            ``batch_size`` divides evenly among them, else the default device; ``"all"``:
+            every device (an error when the batch does not divide evenly); or a list of
+            devices. Each minibatch is split over the devices, the parameters are
+            replicated and XLA reduces the gradients: the same steps as on one device, up
+            to the order of floating-point sums.
 
     Returns:
         :class:`FitResult`.
@@ -147,7 +155,8 @@ def fit(
     if every:
         chunk = math.gcd(chunk, every)
     ckpt = FitCheckpoint(checkpoint, energy, state) if checkpoint is not None else None
-    loop = FitLoop(state, data, batch_size, steps)
+    mesh = mesh_for(devices, batch_size, "batch_size")
+    loop = FitLoop(state, data, batch_size, steps, mesh)
     resumed = ckpt.resume(state, steps) if ckpt is not None else None
     if resumed is not None:
         loop.resume(*resumed)

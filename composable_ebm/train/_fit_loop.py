@@ -11,7 +11,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from .._devices import AXIS, replicate
 from ._state import TrainState, advance, finite_tree, keep_if
 
 __all__ = ["FitLoop"]
@@ -36,6 +39,7 @@ def run_steps(
     length: int,
     batch: int,
     guarded: bool,
+    mesh: Any = None,
 ) -> tuple[tuple[TrainState, jax.Array, jax.Array], dict]:
     """``length`` steps from ``start``, minibatches of ``batch`` rows drawn inside.
 
@@ -47,6 +51,8 @@ def run_steps(
     ≥ 0 (not necessarily the exact step), and the host replays the chunk guarded. The
     guarded variant is compiled only when it is needed: a select per leaf and a finiteness
     check per leaf and step cost compile time (about 0.5 s of 2.5 s for a small MLP).
+    With a ``mesh``, each minibatch is split over its devices (the parameters and the
+    data are replicated) and XLA reduces the gradients across them.
     """
     n = jax.tree_util.tree_leaves(data)[0].shape[0]
     dynamic, static = eqx.partition(state, eqx.is_array)
@@ -57,6 +63,8 @@ def run_steps(
         key, k_batch, k_loss = jax.random.split(s.key, 3)
         idx = jax.random.randint(k_batch, (batch,), 0, n)
         rows = jax.tree_util.tree_map(lambda a: a[idx], data)
+        if mesh is not None:
+            rows = jax.lax.with_sharding_constraint(rows, NamedSharding(mesh, P(AXIS)))
         new, metrics, finite = advance(dataclasses.replace(s, key=key), rows, k_loss)
         if not guarded:  # the per-leaf check is left to the end of the chunk (and dropped)
             finite = jnp.isfinite(metrics["loss"])
@@ -80,7 +88,9 @@ def run_steps(
 class FitLoop:
     """One ``fit`` run's progress: the state after ``done`` steps and what was recorded."""
 
-    def __init__(self, state: TrainState, data: Any, batch_size: int, steps: int):
+    def __init__(self, state: TrainState, data: Any, batch_size: int, steps: int, mesh: Any = None):
+        self.mesh = mesh
+        state, data = replicate(state, mesh), replicate(data, mesh)
         self.state, self.data, self.batch_size, self.steps = state, data, batch_size, steps
         self.done, self.chunk = 0, 1
         self.history: dict[str, list] = {}
@@ -94,11 +104,12 @@ class FitLoop:
         self.best_val, self.since_best = math.inf, 0
 
     def resume(self, state: TrainState, done: int, history: dict, val_hist: dict) -> None:
-        self.state, self.done, self.history, self.val_hist = state, done, history, val_hist
+        self.state, self.done = replicate(state, self.mesh), done
+        self.history, self.val_hist = history, val_hist
         self.warned_start = done > 0
 
     def _run(self, state: TrainState, start: int, limit: int, guarded: bool) -> tuple:
-        args = (self.chunk, self.batch_size, guarded)
+        args = (self.chunk, self.batch_size, guarded, self.mesh)
         return run_steps(state, self.data, _i32(start), _i32(limit), *args)
 
     def run_chunk(self) -> tuple[dict[str, np.ndarray], int]:
