@@ -24,6 +24,7 @@ from jax.sharding import PartitionSpec as P
 
 from .._devices import AXIS, shard_leading
 from ..energies import Energy
+from . import _export
 from ._init import raise_if_invalid, search
 from ._recompile import note_trace
 from ._target import target
@@ -47,8 +48,7 @@ def _record(state: Any, info: Any) -> dict:
     return {"position": state.position, "potential_energy": state.energy, **info}
 
 
-@eqx.filter_jit
-def _advance(
+def _advance_impl(
     energy: Energy,
     key: jax.Array,
     position0: dict,
@@ -117,6 +117,14 @@ def _advance(
     return state, recs, ok
 
 
+_advance = eqx.filter_jit(_advance_impl)
+
+
+def _advance_kept(*args: Any, **kwargs: Any) -> Any:
+    """``_advance``, its trace kept on disk for the next process (see ``_export``)."""
+    return _export.call(_advance_impl, _advance, "sampler", *args, **kwargs)
+
+
 def run(
     energy: Energy,
     kernel: Kernel,
@@ -138,8 +146,9 @@ def run(
     """
     total = num_warmup + num_samples
     length = total if not progress else max(1, math.ceil(total / PROGRESS_CHUNKS))
+    kept = mesh is None and _export.enabled()
     go = partial(
-        _advance,
+        _advance_kept if kept else _advance,
         energy,
         key,
         params=params,
