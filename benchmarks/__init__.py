@@ -1,0 +1,1 @@
+"""Benchmarks against hand-written JAX and NumPyro: ``python -m benchmarks``."""
