@@ -8,6 +8,7 @@ import operator
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -114,3 +115,57 @@ def test_sampling_a_stacked_product_of_experts_gives_the_closed_form_moments():
     err = ys.mean(axis=1) - np.arange(50) / 10
     # 50 means, each with Monte-Carlo error ≈ 1/sqrt(ESS): their RMS error stays near it
     assert np.sqrt(np.mean(err**2)) < 2.0 / np.sqrt(ess)
+
+
+def test_tracing_a_stacked_sum_is_flat_in_the_number_of_terms():
+    def size(n):
+        E = ebm.sum(ebm.Gaussian("x", jnp.full(2, i / n), cov=1.0) for i in range(n))
+        jaxpr = jax.make_jaxpr(jax.grad(lambda v: E.evaluate({"x": v})))(jnp.zeros(2))
+        return len(jax.tree_util.tree_leaves(E)), len(jaxpr.eqns)
+
+    assert size(1000) == size(MIN_STACK)  # the same leaves and the same program
+
+
+def test_stack_refuses_terms_of_other_structures_naming_them():
+    g = [ebm.Gaussian(f"x{i}", 0.0, cov=1.0) for i in range(3)]
+    with pytest.raises(ValueError, match=r"term 3 \(Confinement over \['x0'\]\) differs"):
+        ebm.stack([*g, ebm.Confinement("x0")])
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        ebm.stack([g[0] | g[1], g[1] | g[2]])  # a disjunction has no variable fields
+    with pytest.raises(TypeError, match="term 1 is a float"):
+        ebm.stack([g[0], 1.0])
+    with pytest.raises(ValueError, match="at least one"):
+        ebm.stack([])
+    with pytest.raises(TypeError, match="iterable"):
+        ebm.stack(g[0])
+
+
+def test_a_stack_trains_saves_and_lists_its_members(tmp_path):
+    terms = [ebm.Gaussian(f"x{i}", float(i), cov=1.0).named(f"g{i}") for i in range(5)]
+    S = ebm.stack(terms)
+    assert all(jax.tree_util.tree_leaves(ebm.trainable_mask(S)))  # means and factors train
+    assert not any(jax.tree_util.tree_leaves(ebm.trainable_mask(ebm.freeze(S))))
+    members = ebm.terms(S)
+    assert [label for label, _ in members] == [f"g{i}" for i in range(5)]
+    for (_, m), t in zip(members, terms):
+        np.testing.assert_allclose(m({t.energy.var: 0.5}), t(0.5), rtol=1e-6)
+    path = ebm.save(tmp_path / "stack.eqx", S)
+    like = ebm.stack(ebm.Gaussian(f"x{i}", 0.0, cov=1.0).named(f"g{i}") for i in range(5))
+    back = ebm.load(path, like)
+    v = {f"x{i}": jnp.asarray(0.3 * i) for i in range(5)}
+    np.testing.assert_allclose(back(v), S(v), rtol=1e-6)
+    # fit trains every member's parameters through the stack
+    data = {
+        f"x{i}": np.random.default_rng(i).normal(2.0, 1.0, 4000).astype("float32") for i in range(5)
+    }
+    r = ebm.fit(
+        S,
+        data,
+        ebm.ScoreMatching("exact"),
+        steps=300,
+        learning_rate=5e-2,
+        key=jax.random.key(0),
+        progress=False,
+    )
+    means = np.asarray(r.energy.leaves[0])
+    np.testing.assert_allclose(means, 2.0, atol=0.15)

@@ -26,7 +26,7 @@ from .._space import Var
 from ._base import Energy, Values
 from ._wrappers import Named
 
-__all__ = ["MIN_STACK", "Stacked", "evaluate_terms", "groups", "stack"]
+__all__ = ["MIN_STACK", "Stacked", "evaluate_each", "evaluate_terms", "groups", "stack"]
 
 #: Groups smaller than this are unrolled (stacking two or three terms saves nothing).
 MIN_STACK = 4
@@ -228,6 +228,21 @@ def stack_groups(terms: Sequence[Energy]) -> list[Energy]:
             out.append(_build([terms[i] for i, _ in group], [c for _, c in group]))
         else:
             out.extend(terms[i] for i, _ in group)
+    return out
+
+
+def evaluate_each(terms: Sequence[Energy], values: Values) -> list[jax.Array]:
+    """Each term's energy at ``values``, groups of identical terms evaluated stacked."""
+    out: list[Any] = [None] * len(terms)
+    for group in _plan(terms):
+        if len(group) >= MIN_STACK:
+            stacked = _build([terms[i] for i, _ in group], [c for _, c in group])
+            es = stacked.energies({k: values[k] for k in stacked.space})
+            for j, (i, _) in enumerate(group):
+                out[i] = es[j]
+        else:
+            for i, _ in group:
+                out[i] = terms[i].evaluate({k: values[k] for k in terms[i].space})
     return out
 
 

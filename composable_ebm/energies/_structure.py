@@ -10,9 +10,10 @@ import jax.numpy as jnp
 from .._param import Param
 from ._base import Energy
 from ._combinators import describe
+from ._stack import Stacked, evaluate_each
 from ._wrappers import Named
 
-__all__ = ["terms", "trainable_mask"]
+__all__ = ["term_vector", "terms", "trainable_mask"]
 
 
 def terms(energy: Energy) -> list[tuple[str, Energy]]:
@@ -41,6 +42,20 @@ def terms(energy: Energy) -> list[tuple[str, Energy]]:
     if energy.wraps and _has_sum(energy.energy):
         return [(label, energy.rewrap(t)) for label, t in terms(energy.energy)]
     return [(_label(energy), energy)]
+
+
+def term_vector(energy: Energy, values: Any) -> jax.Array:
+    """The energies of ``terms(energy)`` at ``values`` (all variables), as one vector.
+
+    A stack's members are evaluated together (one ``vmap``), without unstacking it.
+    """
+    if isinstance(energy, Stacked):
+        return energy.energies({k: values[k] for k in energy.space})
+    parts = energy.summands()
+    if parts is not None:
+        return jnp.concatenate([term_vector(t, values) for t in parts])
+    ts = [t for _, t in terms(energy)]
+    return jnp.stack(evaluate_each(ts, values))
 
 
 def _unwrapped(e: Energy) -> Energy:

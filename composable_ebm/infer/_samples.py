@@ -8,8 +8,11 @@ from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from ..energies import Energy, terms
+from ..energies._structure import term_vector
 
 __all__ = ["ChainState", "Samples"]
 
@@ -39,16 +42,11 @@ class ChainState(NamedTuple):
 
 
 @eqx.filter_jit
-def _term_energies(energy: Energy, draws: dict) -> list:
-    out = []
-    for _, term in terms(energy):
-        vals = {k: draws[k] for k in term.space}
-        lead = next(iter(draws.values())).shape[:2]
-        if vals:
-            out.append(jax.vmap(jax.vmap(term.evaluate))(vals))
-        else:  # a term with no free variable left: a constant
-            out.append(jax.numpy.broadcast_to(term.evaluate({}), lead))
-    return out
+def _term_energies(energy: Energy, draws: dict) -> jax.Array:
+    """(chain, draw, term): every term's energy at every draw, stacks evaluated stacked."""
+    lead = next(iter(draws.values())).shape[:2]
+    each = jax.vmap(jax.vmap(lambda v: term_vector(energy, v)))(draws)
+    return jnp.broadcast_to(each, (*lead, each.shape[-1]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +110,8 @@ class Samples:
             True
         """
         labels = [label for label, _ in terms(self.energy)]
-        return dict(zip(labels, _term_energies(self.energy, self.draws)))
+        each = np.asarray(_term_energies(self.energy, self.draws))
+        return {label: each[..., i] for i, label in enumerate(labels)}
 
     def to_inference_data(self) -> Any:
         """ArviZ's data object: ``posterior`` with the variable names, ``sample_stats``."""
