@@ -179,7 +179,7 @@ def run(
         return st, recs
 
     if not progress:
-        return first_call(position0)
+        return _gathered(*first_call(position0), mesh)
     from tqdm.auto import tqdm
 
     chunks = []
@@ -197,4 +197,13 @@ def run(
     recs = jax.tree_util.tree_map(
         lambda *c: jnp.concatenate(c, axis=1)[:, num_warmup:total], *chunks
     )
-    return st, recs
+    return _gathered(st, recs, mesh)
+
+
+def _gathered(state: Any, recs: dict, mesh: Any) -> tuple[Any, dict]:
+    """Across hosts, every host gets every chain's records (the state stays sharded)."""
+    if mesh is None or jax.process_count() == 1:
+        return state, recs
+    from jax.experimental import multihost_utils
+
+    return state, multihost_utils.process_allgather(recs, tiled=True)

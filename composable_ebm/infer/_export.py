@@ -192,7 +192,9 @@ def _key(static: Any, in_tree: Any, raw: list, impls: tuple, name: str) -> str:
 
 
 def _folder() -> pathlib.Path:
-    return pathlib.Path(cache_dir()).parent / "export"
+    """Beside the compilation cache: ``.../composable_ebm/export`` for the default one."""
+    xla = pathlib.Path(cache_dir())
+    return xla.parent / ("export" if xla.name == "xla" else f"{xla.name}-export")
 
 
 def _export(fn: Callable, static: Any, in_tree: Any, raw: list, impls: tuple) -> tuple:
