@@ -12,7 +12,7 @@ import pytest
 
 SCRIPT = r"""
 import json, sys
-import jax, jax.numpy as jnp, numpy as np
+import equinox as eqx, jax, jax.numpy as jnp, numpy as np
 import composable_ebm as ebm
 from composable_ebm.infer import _export
 from composable_ebm.infer._driver import TRACE_COUNT
@@ -36,9 +36,24 @@ opaque = Opaque()
 def ring_opaque(x):
     return opaque.scale * (jnp.linalg.norm(x) - 1.5) ** 2
 
+class Bowl(ebm.Energy):  # a user's own energy class: its methods are traced too
+    var: str = eqx.field(static=True)
+    variable_fields = ("var",)
+    power = 4.0 if variant == "other-class" else 2.0
+
+    def __init__(self, var):
+        self.var = var
+
+    @property
+    def space(self):
+        return {self.var: ebm.Var((2,))}
+
+    def evaluate(self, values):
+        return 0.1 * jnp.sum(jnp.abs(values[self.var]) ** self.power)
+
 fn = {"other-code": ring_other_code, "opaque": ring_opaque}.get(variant, ring_code)
 prior = ebm.Gaussian("x", jnp.zeros(2), cov=jnp.eye(2)).named("prior")
-E = prior + 8.0 * ebm.energy(fn, x=(2,)).named("ring")
+E = prior + 8.0 * ebm.energy(fn, x=(2,)).named("ring") + Bowl("x")
 if variant == "other-shape":
     E = E + ebm.Gaussian("y", jnp.zeros(3), cov=1.0)
 s = ebm.sample(E, jax.random.key(0), num_warmup=100, num_samples=200, num_chains=2)
@@ -81,14 +96,17 @@ def test_a_second_process_does_not_trace_the_sampler_again(cache, first):
     assert again["mean_r"] == first["mean_r"]  # the same program: the same draws
 
 
-@pytest.mark.parametrize("variant", ["other-code", "other-closure", "other-shape", "other-jax"])
+@pytest.mark.parametrize(
+    "variant", ["other-code", "other-closure", "other-class", "other-shape", "other-jax"]
+)
 def test_a_changed_program_never_reuses_a_stale_entry(cache, first, variant):
-    # a function with other code, a closure value or global that changed, another space,
-    # another JAX version: each is traced anew and written under its own key
+    # a function with other code, a global it reads that changed, a user's energy class
+    # with another class attribute, another space, another JAX version: each is traced
+    # anew and written under its own key
     r = _run(cache, variant)
     assert r["traces"] >= 1
     assert len(r["files"]) > len(first["files"])
-    if variant in ("other-code", "other-closure"):
+    if variant in ("other-code", "other-closure", "other-class"):
         assert r["mean_r"] != first["mean_r"]
 
 

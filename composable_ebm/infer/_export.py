@@ -48,6 +48,18 @@ _LIBRARIES = (
 )
 
 
+# JAX settings that change what a trace produces
+_FLAGS = (
+    "jax_enable_x64",
+    "jax_default_matmul_precision",
+    "jax_numpy_dtype_promotion",
+    "jax_default_prng_impl",
+    "jax_threefry_partitionable",
+    "jax_debug_nans",
+    "jax_disable_jit",
+)
+
+
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
@@ -108,13 +120,14 @@ def _fp(obj: Any, h: Any, depth: int = 0, seen: frozenset = frozenset()) -> None
             _fp(v, h, depth + 1, seen)
         put(b"}")
     elif isinstance(obj, type):
-        put(f"cls:{obj.__module__}.{obj.__qualname__};".encode())
+        _class(obj, h, depth, seen)
     elif isinstance(obj, types.FunctionType):
         _function(obj, h, depth, seen)
     elif isinstance(obj, (types.BuiltinFunctionType, types.ModuleType)):
         put(f"lib:{getattr(obj, '__module__', '')}.{obj.__name__};".encode())
     elif isinstance(obj, eqx.Module) or dataclasses.is_dataclass(obj):
-        put(f"mod:{type(obj).__module__}.{type(obj).__qualname__}(".encode())
+        _class(type(obj), h, depth, seen)  # its methods are traced too
+        put(b"(")
         for f in dataclasses.fields(obj):
             put(f.name.encode())
             _fp(getattr(obj, f.name, None), h, depth + 1, seen)
@@ -128,6 +141,28 @@ def _fp(obj: Any, h: Any, depth: int = 0, seen: frozenset = frozenset()) -> None
         if " at 0x" in r or " object at " in r:
             raise _Unstable(r)
         put(f"{type(obj).__module__}.{type(obj).__qualname__}:{r};".encode())
+
+
+def _class(cls: type, h: Any, depth: int, seen: frozenset) -> None:
+    """A class by name; a class of the user's by its methods and class attributes too."""
+    h.update(f"cls:{cls.__module__}.{cls.__qualname__};".encode())
+    if id(cls) in seen:
+        return
+    seen = seen | {id(cls)}
+    for klass in cls.__mro__:
+        if (klass.__module__ or "").split(".")[0] in _LIBRARIES:
+            continue
+        for name, attr in sorted(vars(klass).items()):
+            if name == "_abc_impl" or (name.startswith("__") and name != "__call__"):
+                continue  # Python's bookkeeping, not behaviour
+            if isinstance(attr, (staticmethod, classmethod)):
+                attr = attr.__func__
+            elif isinstance(attr, property):
+                attr = (attr.fget, attr.fset)
+            elif isinstance(attr, dataclasses.Field):
+                continue
+            h.update(f"{klass.__qualname__}.{name}".encode())
+            _fp(attr, h, depth + 1, seen)
 
 
 def _function(fn: types.FunctionType, h: Any, depth: int, seen: frozenset) -> None:
@@ -181,7 +216,8 @@ def _from_raw(leaves: list, impls: tuple) -> list:
 
 def _key(static: Any, in_tree: Any, raw: list, impls: tuple, name: str) -> str:
     h = hashlib.sha256()
-    _fp((name, _VERSIONS, jax.default_backend(), jax.config.jax_enable_x64), h)
+    flags = [getattr(jax.config, f, None) for f in _FLAGS]
+    _fp((name, _VERSIONS, jax.default_backend(), flags), h)
     _fp(static, h)  # the structure, with every static field, by value
     # the inputs by path (the treedef's own text shows functions by their address)
     paths = jax.tree_util.tree_flatten_with_path(jax.tree_util.tree_unflatten(in_tree, raw))[0]
