@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["AXIS", "mesh_for", "replicate", "shard_leading"]
+__all__ = ["AXIS", "mesh_for", "one_device", "replicate", "shard_leading"]
 
 AXIS = "devices"
 
@@ -68,17 +69,29 @@ def mesh_for(devices: str | Sequence[Any] | None, count: int, what: str) -> Mesh
 
 
 def shard_leading(tree: Any, mesh: Mesh | None) -> Any:
-    """Place arrays on the mesh, split along their leading axis (chains, rows)."""
+    """Place arrays on the mesh, split along their leading axis (chains, rows); without a
+    mesh, on one device (see :func:`one_device`)."""
     if mesh is None:
-        return tree
+        return one_device(tree)
     return jax.device_put(tree, NamedSharding(mesh, P(AXIS)))
 
 
 def replicate(tree: Any, mesh: Mesh | None) -> Any:
-    """Place the array leaves of ``tree`` on every device of the mesh (whole copies)."""
+    """Place the array leaves of ``tree`` on every device of the mesh (whole copies);
+    without a mesh, on one device (see :func:`one_device`)."""
     if mesh is None:
-        return tree
-    import equinox as eqx
-
+        return one_device(tree)
     arrays, rest = eqx.partition(tree, eqx.is_array)
     return eqx.combine(jax.device_put(arrays, NamedSharding(mesh, P())), rest)
+
+
+def one_device(tree: Any) -> Any:
+    """Arrays spread over several devices (a sharded run, a data-parallel fit) gathered
+    onto the default device, so a run on one device can take them; others untouched."""
+    arrays, rest = eqx.partition(tree, lambda x: isinstance(x, jax.Array))
+    leaves, treedef = jax.tree_util.tree_flatten(arrays)
+    if all(len(x.sharding.device_set) == 1 for x in leaves):
+        return tree
+    device = jax.devices()[0]
+    moved = [jax.device_put(x, device) if len(x.sharding.device_set) > 1 else x for x in leaves]
+    return eqx.combine(jax.tree_util.tree_unflatten(treedef, moved), rest)

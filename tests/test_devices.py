@@ -57,6 +57,14 @@ out["fit_diff"] = max(float(np.max(np.abs(np.asarray(u) - np.asarray(v))))
 out["fit_moved"] = max(float(np.max(np.abs(np.asarray(u) - np.asarray(v)))) for u, v in zip(
     leaves["one"], jax.tree_util.tree_leaves(eqx.filter(net, eqx.is_array))))
 out["fit_devices"] = len(leaves["all"][0].sharding.device_set)
+# arrays from other devices move to the run's devices: a state made on four devices
+# continued on two, an energy trained on four sampled on one
+c2 = ebm.sample(E, jax.random.key(3), num_warmup=0, num_samples=20, num_chains=8,
+                state=s.state, devices=jax.devices()[2:])
+f1 = ebm.sample(fits["all"].energy, jax.random.key(4), num_warmup=20, num_samples=20,
+                num_chains=2, devices=jax.devices()[:1], kernel="mala")
+out["moved"] = [len(c2.draws["x"].sharding.device_set), len(f1.draws["x"].devices()),
+                bool(np.isfinite(np.asarray(f1.draws["x"])).all())]
 print("RESULT", json.dumps(out))
 """
 
@@ -101,6 +109,10 @@ def test_sharded_chains_draw_what_one_device_draws(four_devices):
 def test_chains_that_do_not_divide_over_the_devices_are_refused(four_devices):
     msg = four_devices["uneven"]
     assert "num_chains=6" in msg and "4 devices" in msg
+
+
+def test_arrays_from_other_devices_move_to_the_run(four_devices):
+    assert four_devices["moved"] == [2, 1, True]
 
 
 def test_data_parallel_fit_matches_one_device(four_devices):

@@ -38,7 +38,7 @@ def _term(kind, i, var, rng):
     if kind == "conditioned_fn":
         ring = ebm.energy(_ring, x=(2,), r=())
         return ring.condition(r=float(rng.uniform(0.5, 2.0))).rename(x=var)
-    return ebm.Confinement(var, scale=float(rng.uniform(0.1, 1.0)))
+    return ebm.Confinement(var, scale=float(rng.uniform(0.1, 1.0)), shape=(2,))
 
 
 @settings(max_examples=12, deadline=None)
@@ -169,3 +169,53 @@ def test_a_stack_trains_saves_and_lists_its_members(tmp_path):
     )
     means = np.asarray(r.energy.leaves[0])
     np.testing.assert_allclose(means, 2.0, atol=0.15)
+
+
+def test_nested_conditioning_stacks_with_the_right_values():
+    # tempered, then conditioned: each level's conditioned variables keep their own values
+    f = ebm.energy(lambda x, y, z: (x - y) ** 2 + (x - z) ** 2 + y * z, x=(), y=(), z=())
+    terms = [(2.0 * f.condition(y=float(i))).condition(z=float(-i)) for i in range(5)]
+    x = jnp.asarray(0.7)
+    want = sum(float(t(x)) for t in terms)
+    stacked = ebm.sum(terms)
+    assert isinstance(stacked, ebm.Stacked)
+    np.testing.assert_allclose(stacked(x), want, rtol=1e-5)
+    plus = functools.reduce(operator.add, terms) + ebm.Gaussian("x", 0.0, cov=1.0)
+    np.testing.assert_allclose(plus(x), want + 0.5 * 0.49, rtol=1e-5)
+
+
+def test_terms_of_open_shape_stack_only_over_values_of_one_shape():
+    # Confinement leaves its variable's shape open: the other terms decide it
+    gs = [ebm.Gaussian(f"x{i}", jnp.zeros(2 if i < 2 else 3), cov=1.0) for i in range(4)]
+    conf = [ebm.Confinement(f"x{i}", scale=0.5) for i in range(4)]
+    values = {f"x{i}": jnp.ones(2 if i < 2 else 3) for i in range(4)}
+    want = sum(float(t({k: values[k] for k in t.space})) for t in [*gs, *conf])
+    for E in (ebm.sum([*gs, *conf]), functools.reduce(operator.add, [*gs, *conf])):
+        np.testing.assert_allclose(E(values), want, rtol=1e-5)
+    same = [ebm.Confinement(f"y{i}", scale=0.5) for i in range(4)]
+    shapes = [ebm.Gaussian(f"y{i}", jnp.zeros(2), cov=1.0) for i in range(4)]
+    E = ebm.sum([*same, *shapes])  # shapes known from the Gaussians: both groups stack
+    assert [type(t).__name__ for t in E.terms] == ["Stacked", "Stacked"]
+
+
+def test_ebm_sum_keeps_the_order_of_terms_it_does_not_stack():
+    a, b = ebm.Gaussian("x", 0.0, cov=1.0), ebm.Confinement("x")
+    c = ebm.Gaussian("y", jnp.zeros(3), cov=1.0)  # other leaf shapes: never with the experts
+    E = ebm.sum([b, a, c])
+    assert E.terms == (b, a, c)
+    experts = [ebm.Gaussian("x", float(m), cov=1.0) for m in range(4)]
+    E = ebm.sum([b, *experts, c])  # the stack stands where its first member stood
+    assert [type(t).__name__ for t in E.terms] == ["Confinement", "Stacked", "Gaussian"]
+
+
+def test_sums_of_stacks_list_and_evaluate_every_member():
+    sensors = [
+        ebm.sum(ebm.Gaussian(f"s{j}", float(i), cov=1.0) for i in range(4)) for j in range(4)
+    ]
+    E = ebm.sum(sensors)  # stacks are not stacked again
+    assert len(E.terms) == 4 and len(ebm.terms(E)) == 16
+    s = ebm.sample(E, jax.random.key(0), num_warmup=30, num_samples=30, num_chains=2)
+    te = s.term_energies
+    assert len(te) == 16
+    total = sum(np.asarray(v) for v in te.values())
+    np.testing.assert_allclose(total, np.asarray(s.stats["model_energy"]), rtol=1e-4, atol=1e-4)

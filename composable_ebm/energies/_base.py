@@ -16,7 +16,17 @@ from .. import _validate
 from .._param import Param, float_dtype
 from .._space import Var, by_name
 
-__all__ = ["Energy", "Values", "replace_fields"]
+__all__ = ["Energy", "Values", "positional", "replace_fields"]
+
+#: Prefix of the placeholder names :meth:`Energy.relabel` gives variables when terms are
+#: compared and stacked: a valid identifier no one types (U+01C1, a click letter).
+_PLACEHOLDER = "\u01c1"
+
+
+def positional(kind: str, i: int) -> str:
+    """The ``i``-th placeholder variable name of a kind (``"v"``, ``"fixed"``, ``"inner"``)."""
+    return f"{_PLACEHOLDER}{kind}{i}"
+
 
 Values = Mapping[str, jax.Array]
 

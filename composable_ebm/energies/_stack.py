@@ -14,7 +14,7 @@ arrays however many terms there are.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._space import Var
-from ._base import Energy, Values
+from ._base import Energy, Values, positional
 from ._wrappers import Named
 
 __all__ = ["MIN_STACK", "Stacked", "evaluate_each", "evaluate_terms", "groups", "stack"]
@@ -33,31 +33,57 @@ MIN_STACK = 4
 
 
 def _pos(j: int) -> str:
-    return f"_v{j}"
+    return positional("v", j)
 
 
-def _canonical(t: Energy) -> tuple[Energy, tuple[str, ...]] | None:
-    """(the term relabelled to positional names, its variable names in that order)."""
+def _canonical(t: Energy, shapes: Mapping[str, Any]) -> tuple[Energy, tuple[str, ...]] | None:
+    """(the term relabelled to positional names, its variable names in that order), or
+    None when it cannot be stacked: its class cannot relabel, the relabelled term is not
+    over exactly the positional names, or a variable's shape is not known."""
     names = tuple(t.space)
-    canon = t.relabel({n: _pos(j) for j, n in enumerate(names)})
-    return None if canon is None else (canon, names)
+    if any(shapes.get(n) is None for n in names):
+        return None  # a variable whose shape only its values will tell
+    try:
+        canon = t.relabel({n: _pos(j) for j, n in enumerate(names)})
+        if canon is None or set(canon.space) != {_pos(j) for j in range(len(names))}:
+            return None
+    except (TypeError, ValueError, KeyError):
+        return None
+    return canon, names
 
 
-def _key(canon: Energy) -> Any:
+def _key(canon: Energy, value_shapes: tuple) -> Any:
     leaves, treedef = jax.tree_util.tree_flatten(canon)
     shapes = tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
-    key = (treedef, shapes)
+    key = (treedef, shapes, value_shapes, tuple(sorted(canon.space.items())))
     hash(key)  # a static field that does not hash raises TypeError: never stacked
     return key
 
 
-def _plan(terms: Sequence[Energy]) -> list[list[tuple[int, Any]]]:
-    """Groups of (index, canonical form or None), by relabelled structure."""
+def _shapes(terms: Sequence[Energy]) -> dict[str, Any]:
+    """Each variable's shape as the terms declare it (a term may leave it open)."""
+    out: dict[str, Any] = {}
+    for t in terms:
+        for n, v in t.space.items():
+            if v.shape is not None:
+                out.setdefault(n, v.shape)
+    return out
+
+
+def _plan(
+    terms: Sequence[Energy], shapes: Mapping[str, Any] | None = None
+) -> list[list[tuple[int, Any]]]:
+    """Groups of (index, canonical form or None), by relabelled structure and by the
+    shapes of the values each term reads (``shapes``: name → shape; by default what the
+    terms declare)."""
+    shapes = _shapes(terms) if shapes is None else shapes
     out: dict[Any, list[tuple[int, Any]]] = {}
     for i, t in enumerate(terms):
-        c = _canonical(t.energy if isinstance(t, Named) else t)  # a label never splits
+        c = _canonical(t.energy if isinstance(t, Named) else t, shapes)  # labels never split
         try:
-            key = ("stack", _key(c[0])) if c is not None else ("single", i)
+            if c is None:
+                raise TypeError
+            key = ("stack", _key(c[0], tuple(shapes[n] for n in c[1])))
         except TypeError:
             key = ("single", i)
         out.setdefault(key, []).append((i, c))
@@ -99,7 +125,7 @@ class Stacked(Energy):
     labels: tuple[str | None, ...] = eqx.field(static=True)
     merged: tuple[tuple[str, Var], ...] = eqx.field(static=True)
 
-    variable_fields = ("names",)
+    variable_fields = None  # a stack is never stacked again (see relabel)
 
     def __init__(self, template, leaves, names, labels, merged):
         self.template, self.leaves, self.names = template, tuple(leaves), tuple(names)
@@ -145,10 +171,8 @@ class Stacked(Energy):
     def trainable_flags(self, walk: Any, frozen: bool) -> list[bool]:
         return walk(self._one([x[0] for x in self.leaves]), False, frozen)
 
-    def relabel(self, mapping: dict[str, str]) -> Energy:
-        names = tuple(tuple(mapping.get(n, n) for n in ns) for ns in self.names)
-        merged = tuple((mapping.get(k, k), v) for k, v in self.merged)
-        return Stacked(self.template, self.leaves, names, self.labels, merged)
+    def relabel(self, mapping: dict[str, str]) -> Energy | None:
+        return None  # stacks of stacks would hide members from terms(): keep one level
 
 
 def _stack_leaves(col: Sequence[Any]) -> jax.Array:
@@ -206,8 +230,9 @@ def stack(terms: Iterable[Energy]) -> Stacked:
     bad = next((i for g in plan for i, c in g if c is None), None)
     if bad is not None:
         raise ValueError(
-            f"ebm.stack: term {bad} ({type(items[bad]).__name__}) cannot be stacked: its class "
-            "declares no variable_fields; use ebm.sum to add it"
+            f"ebm.stack: term {bad} ({type(items[bad]).__name__} over "
+            f"{sorted(items[bad].space)}) cannot be stacked: its class declares no "
+            "variable_fields, or a variable's shape is not known; use ebm.sum to add it"
         )
     if len(plan) > 1:
         first, other = plan[0][0][0], plan[1][0][0]
@@ -220,21 +245,24 @@ def stack(terms: Iterable[Energy]) -> Stacked:
     return _build(items, [c for _, c in plan[0]])
 
 
-def stack_groups(terms: Sequence[Energy]) -> list[Energy]:
-    """The terms with every group of at least :data:`MIN_STACK` identical ones stacked."""
-    out: list[Energy] = []
-    for group in _plan(terms):
+def stack_groups(terms: Sequence[Energy], shapes: Mapping[str, Any] | None = None) -> list[Energy]:
+    """The terms with every group of at least :data:`MIN_STACK` identical ones stacked.
+
+    A stack stands where its first member stood; every other term keeps its place.
+    """
+    first: dict[int, Stacked] = {}
+    inside: set[int] = set()
+    for group in _plan(terms, shapes):
         if len(group) >= MIN_STACK:
-            out.append(_build([terms[i] for i, _ in group], [c for _, c in group]))
-        else:
-            out.extend(terms[i] for i, _ in group)
-    return out
+            first[group[0][0]] = _build([terms[i] for i, _ in group], [c for _, c in group])
+            inside.update(i for i, _ in group)
+    return [first.get(i, t) for i, t in enumerate(terms) if i in first or i not in inside]
 
 
 def evaluate_each(terms: Sequence[Energy], values: Values) -> list[jax.Array]:
     """Each term's energy at ``values``, groups of identical terms evaluated stacked."""
     out: list[Any] = [None] * len(terms)
-    for group in _plan(terms):
+    for group in _plan(terms, {k: jnp.shape(v) for k, v in values.items()}):
         if len(group) >= MIN_STACK:
             stacked = _build([terms[i] for i, _ in group], [c for _, c in group])
             es = stacked.energies({k: values[k] for k in stacked.space})
@@ -249,7 +277,7 @@ def evaluate_each(terms: Sequence[Energy], values: Values) -> list[jax.Array]:
 def evaluate_terms(terms: Sequence[Energy], values: Values) -> jax.Array:
     """Σ terms at ``values``: groups of at least :data:`MIN_STACK` identical terms stacked."""
     total = None
-    for t in stack_groups(terms):
+    for t in stack_groups(terms, {k: jnp.shape(v) for k, v in values.items()}):
         e = t.evaluate({k: values[k] for k in t.space})
         total = e if total is None else total + e
     return total

@@ -30,12 +30,17 @@ def terms(energy: Energy) -> list[tuple[str, Energy]]:
     """
     parts = energy.summands()
     if parts is not None:
-        out, seen = [], {}
+        out, seen, used = [], {}, set()
         for t in parts:
             for label, e in terms(t):
                 n = seen.get(label, 0)
+                unique = label if n == 0 else f"{label}[{n}]"
+                while unique in used:  # nested sums may already use "label[n]"
+                    n += 1
+                    unique = f"{label}[{n}]"
                 seen[label] = n + 1
-                out.append((label if n == 0 else f"{label}[{n}]", e))
+                used.add(unique)
+                out.append((unique, e))
         return out
     if isinstance(energy, Named):
         return [(energy.label, energy.energy)]

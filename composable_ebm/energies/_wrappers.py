@@ -13,7 +13,7 @@ import numpy as np
 from .. import _validate
 from .._param import Param, leaf, value
 from .._space import Var
-from ._base import Energy, Values, replace_fields
+from ._base import Energy, Values, positional, replace_fields
 
 __all__ = ["Conditioned", "Frozen", "Named", "Renamed", "freeze"]
 
@@ -86,7 +86,9 @@ class Conditioned(Energy):
     def relabel(self, mapping: Mapping[str, str]) -> Energy | None:
         # conditioned names get positional names too, so terms conditioned on different
         # variables of the same kind share a structure
-        fixed = {k: f"_fixed{i}" for i, k in enumerate(self.values)}
+        # numbered after the conditioned names of enclosing wrappers: unique when nested
+        start = sum(1 for v in mapping.values() if v.startswith(positional("fixed", "")))
+        fixed = {k: positional("fixed", start + i) for i, k in enumerate(self.values)}
         inner = self.energy.relabel({**mapping, **fixed})
         if inner is None:
             return None
@@ -151,7 +153,7 @@ class Renamed(Energy):
     def relabel(self, mapping: Mapping[str, str]) -> Energy | None:
         inner = {o: n for o, n in self.mapping}
         # the inner names are relabelled positionally, then mapped to the outer ones
-        pos = {k: f"_inner{i}" for i, k in enumerate(self.energy.space)}
+        pos = {k: positional("inner", i) for i, k in enumerate(self.energy.space)}
         e = self.energy.relabel(pos)
         if e is None:
             return None

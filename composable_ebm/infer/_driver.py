@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from .._devices import AXIS, shard_leading
+from .._devices import AXIS, replicate, shard_leading
 from ..energies import Energy
 from . import _export
 from ._init import raise_if_invalid, search
@@ -80,33 +80,44 @@ def _advance_impl(
     else:
         position0, ok = None, jnp.ones(num_chains, dtype=bool)
 
-    def advance(st, i):
-        keys = jax.random.split(jax.random.fold_in(key, i), num_chains)
-        if mesh is not None:  # this device's chains: the same keys as on one device
-            n = num_chains // mesh.size
-            keys = jax.lax.dynamic_slice_in_dim(keys, jax.lax.axis_index(AXIS) * n, n)
+    # the energy, the kernel's parameters, the key and the start enter the steps as
+    # arguments (under shard_map: replicated inputs, never values closed over)
+    shared_dyn, shared_static = eqx.partition((energy, params, key, start), eqx.is_array)
 
-        def one(k, s):  # per chain: states' properties see one chain
-            s, info = kernel.step(k, s, fn, params)
-            return s, _record(s, info)
+    def steps(st, dyn):
+        energy_, params_, key_, start_ = eqx.combine(dyn, shared_static)
+        fn_ = energy_fn(energy_, kernel)
 
-        return jax.vmap(one)(keys, st)
+        def advance(st, i):
+            keys = jax.random.split(jax.random.fold_in(key_, i), num_chains)
+            if mesh is not None:  # this device's chains: the same keys as on one device
+                n = num_chains // mesh.size
+                keys = jax.lax.dynamic_slice_in_dim(keys, jax.lax.axis_index(AXIS) * n, n)
 
-    def body(st, i):
-        if chunked:  # the last chunk may pass the end: those steps do nothing
-            shapes = jax.eval_shape(advance, st, i)[1]
-            idle = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-            return jax.lax.cond(i < total, advance, lambda st, i: (st, idle), st, i)
-        return advance(st, i)
+            def one(k, s):  # per chain: states' properties see one chain
+                s, info = kernel.step(k, s, fn_, params_)
+                return s, _record(s, info)
 
-    def scan(st):
-        st, recs = jax.lax.scan(body, st, start + jnp.arange(length))
+            return jax.vmap(one)(keys, st)
+
+        def body(st, i):
+            if chunked:  # the last chunk may pass the end: those steps do nothing
+                shapes = jax.eval_shape(advance, st, i)[1]
+                idle = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+                return jax.lax.cond(i < total, advance, lambda st, i: (st, idle), st, i)
+            return advance(st, i)
+
+        st, recs = jax.lax.scan(body, st, start_ + jnp.arange(length))
         # (chain, step); a single call keeps only the draws after warmup
         keep = slice(0, None) if chunked else slice(num_warmup, None)
         return st, jax.tree_util.tree_map(lambda r: jnp.swapaxes(r, 0, 1)[:, keep], recs)
 
     if mesh is not None:
-        scan = jax.shard_map(scan, mesh=mesh, in_specs=P(AXIS), out_specs=P(AXIS), check_vma=False)
+        specs = (P(AXIS), P())
+        steps = jax.shard_map(steps, mesh=mesh, in_specs=specs, out_specs=P(AXIS), check_vma=False)
+
+    def scan(st):
+        return steps(st, shared_dyn)
 
     if position0 is None:  # continuing a run: its state is valid
         state, recs = scan(state)
@@ -146,6 +157,10 @@ def run(
     """
     total = num_warmup + num_samples
     length = total if not progress else max(1, math.ceil(total / PROGRESS_CHUNKS))
+    # on this run's devices: arrays from a run or a fit on other devices are moved
+    energy, params, key = replicate((energy, params, key), mesh)
+    if state is not None:
+        state = shard_leading(state, mesh)
     kept = mesh is None and _export.enabled()
     go = partial(
         _advance_kept if kept else _advance,

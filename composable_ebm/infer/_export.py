@@ -99,6 +99,9 @@ def _fp(obj: Any, h: Any, depth: int = 0, seen: frozenset = frozenset()) -> None
     elif isinstance(obj, (jax.Array, np.ndarray, np.generic)):
         if isinstance(obj, jax.core.Tracer):
             raise _Unstable("a traced value")
+        if isinstance(obj, jax.Array) and _is_key(obj):
+            put(f"key:{jax.random.key_impl(obj)};".encode())
+            obj = jax.random.key_data(obj)
         a = np.asarray(obj)
         put(f"arr{a.shape}{a.dtype};".encode() + a.tobytes())
     elif isinstance(obj, (tuple, list)):
@@ -123,6 +126,9 @@ def _fp(obj: Any, h: Any, depth: int = 0, seen: frozenset = frozenset()) -> None
         _class(obj, h, depth, seen)
     elif isinstance(obj, types.FunctionType):
         _function(obj, h, depth, seen)
+    elif isinstance(obj, types.MethodType):
+        _fp(obj.__func__, h, depth + 1, seen)
+        _fp(obj.__self__, h, depth + 1, seen)
     elif isinstance(obj, (types.BuiltinFunctionType, types.ModuleType)):
         put(f"lib:{getattr(obj, '__module__', '')}.{obj.__name__};".encode())
     elif isinstance(obj, eqx.Module) or dataclasses.is_dataclass(obj):
@@ -132,15 +138,25 @@ def _fp(obj: Any, h: Any, depth: int = 0, seen: frozenset = frozenset()) -> None
             put(f.name.encode())
             _fp(getattr(obj, f.name, None), h, depth + 1, seen)
         put(b")")
-    elif isinstance(obj, jax.tree_util.PyTreeDef):
-        put(str(obj).encode())
-        if " at 0x" in str(obj):
-            raise _Unstable(str(obj))
+    elif isinstance(obj, jax.tree_util.PyTreeDef):  # its nodes' classes, by their code
+        put(b"treedef")
+        _fp(jax.tree_util.tree_unflatten(obj, [0] * obj.num_leaves), h, depth + 1, seen)
+    elif not _library(type(obj)) and hasattr(obj, "__dict__"):  # a user's object
+        _class(type(obj), h, depth, seen)
+        _fp(vars(obj), h, depth + 1, seen)
     else:
         r = repr(obj)
-        if " at 0x" in r or " object at " in r:
+        if " at 0x" in r or " object at " in r or not _library(type(obj)):
             raise _Unstable(r)
         put(f"{type(obj).__module__}.{type(obj).__qualname__}:{r};".encode())
+
+
+def _library(cls: type) -> bool:
+    return _library_name(cls.__module__)
+
+
+def _library_name(module: str | None) -> bool:
+    return (module or "").split(".")[0] in _LIBRARIES
 
 
 def _class(cls: type, h: Any, depth: int, seen: frozenset) -> None:
@@ -176,10 +192,17 @@ def _function(fn: types.FunctionType, h: Any, depth: int, seen: frozenset) -> No
     _fp(fn.__kwdefaults__, h, depth + 1, seen)
     for cell in fn.__closure__ or ():
         _fp(cell.cell_contents, h, depth + 1, seen)
-    for name in sorted(_names(fn.__code__)):  # globals it reads: their values count
+    names = sorted(_names(fn.__code__))
+    for name in names:  # globals it reads: their values count
         if name in fn.__globals__:
             h.update(name.encode())
-            _fp(fn.__globals__[name], h, depth + 1, seen)
+            value = fn.__globals__[name]
+            _fp(value, h, depth + 1, seen)
+            if isinstance(value, types.ModuleType) and not _library_name(value.__name__):
+                for attr in names:  # a user's module: the attributes this code reads
+                    if hasattr(value, attr):
+                        h.update(f"{name}.{attr}".encode())
+                        _fp(getattr(value, attr), h, depth + 1, seen)
 
 
 def _code(code: types.CodeType, h: Any) -> None:
@@ -287,7 +310,7 @@ def call(fn: Callable, jitted: Callable, name: str, *args: Any, **kwargs: Any) -
     raw, impls = _to_raw(leaves)
     try:
         key = _key(static, in_tree, raw, impls, name)
-    except _Unstable:
+    except Exception:  # no stable fingerprint (or one that fails): compile as usual
         return jitted(*args, **kwargs)
     entry = _MEMORY.get(key)
     if entry is None:
