@@ -36,35 +36,39 @@ def _pos(j: int) -> str:
     return positional("v", j)
 
 
-def _canonical(t: Energy, shapes: Mapping[str, Any]) -> tuple[Energy, tuple[str, ...]] | None:
-    """(the term relabelled to positional names, its variable names in that order), or
-    None when it cannot be stacked: its class cannot relabel, the relabelled term is not
-    over exactly the positional names, or a variable's shape is not known."""
-    names = tuple(t.space)
+Canonical = tuple  # (relabelled term, its variable names in order, its relabelled space)
+
+
+def _canonical(t: Energy, space: Mapping[str, Var], shapes: Mapping[str, Any]) -> Canonical | None:
+    """The term relabelled to positional names (see :data:`Canonical`), or None when it
+    cannot be stacked: its class cannot relabel, the relabelled term is not over exactly
+    the positional names, or a variable's shape is not known."""
+    names = tuple(space)
     if any(shapes.get(n) is None for n in names):
         return None  # a variable whose shape only its values will tell
     try:
         canon = t.relabel({n: _pos(j) for j, n in enumerate(names)})
-        if canon is None or set(canon.space) != {_pos(j) for j in range(len(names))}:
+        cspace = None if canon is None else canon.space
+        if cspace is None or set(cspace) != {_pos(j) for j in range(len(names))}:
             return None
     except (TypeError, ValueError, KeyError):
         return None
-    return canon, names
+    return canon, names, cspace
 
 
-def _key(canon: Energy, value_shapes: tuple) -> Any:
-    leaves, treedef = jax.tree_util.tree_flatten(canon)
+def _key(c: Canonical, value_shapes: tuple) -> Any:
+    leaves, treedef = jax.tree_util.tree_flatten(c[0])
     shapes = tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
-    key = (treedef, shapes, value_shapes, tuple(sorted(canon.space.items())))
+    key = (treedef, shapes, value_shapes, tuple(sorted(c[2].items())))
     hash(key)  # a static field that does not hash raises TypeError: never stacked
     return key
 
 
-def _shapes(terms: Sequence[Energy]) -> dict[str, Any]:
+def _shapes(spaces: Sequence[Mapping[str, Var]]) -> dict[str, Any]:
     """Each variable's shape as the terms declare it (a term may leave it open)."""
     out: dict[str, Any] = {}
-    for t in terms:
-        for n, v in t.space.items():
+    for space in spaces:
+        for n, v in space.items():
             if v.shape is not None:
                 out.setdefault(n, v.shape)
     return out
@@ -76,14 +80,16 @@ def _plan(
     """Groups of (index, canonical form or None), by relabelled structure and by the
     shapes of the values each term reads (``shapes``: name → shape; by default what the
     terms declare)."""
-    shapes = _shapes(terms) if shapes is None else shapes
+    bare = [t.energy if isinstance(t, Named) else t for t in terms]  # labels never split
+    spaces = [t.space for t in bare]
+    shapes = _shapes(spaces) if shapes is None else shapes
     out: dict[Any, list[tuple[int, Any]]] = {}
-    for i, t in enumerate(terms):
-        c = _canonical(t.energy if isinstance(t, Named) else t, shapes)  # labels never split
+    for i, (t, space) in enumerate(zip(bare, spaces)):
+        c = _canonical(t, space, shapes)
         try:
             if c is None:
                 raise TypeError
-            key = ("stack", _key(c[0], tuple(shapes[n] for n in c[1])))
+            key = ("stack", _key(c, tuple(shapes[n] for n in c[1])))
         except TypeError:
             key = ("single", i)
         out.setdefault(key, []).append((i, c))
@@ -182,15 +188,15 @@ def _stack_leaves(col: Sequence[Any]) -> jax.Array:
     return jnp.asarray(np.stack([np.asarray(x) for x in col]))
 
 
-def _build(members: Sequence[Energy], canon: Sequence[tuple[Energy, tuple[str, ...]]]) -> Stacked:
+def _build(members: Sequence[Energy], canon: Sequence[Canonical]) -> Stacked:
     """Stack terms of one relabelled structure, given their canonical forms."""
     labels = [t.label if isinstance(t, Named) else None for t in members]
     template = jax.tree_util.tree_structure(canon[0][0])
-    cols = zip(*(jax.tree_util.tree_leaves(c) for c, _ in canon))
-    tspace = canon[0][0].space
-    merged = {n: tspace[_pos(j)] for _, names in canon for j, n in enumerate(names)}
+    cols = zip(*(jax.tree_util.tree_leaves(c[0]) for c in canon))
+    tspace = canon[0][2]
+    merged = {n: tspace[_pos(j)] for _, names, _ in canon for j, n in enumerate(names)}
     leaves = [_stack_leaves(col) for col in cols]
-    return Stacked(template, leaves, [n for _, n in canon], labels, merged.items())
+    return Stacked(template, leaves, [c[1] for c in canon], labels, merged.items())
 
 
 def stack(terms: Iterable[Energy]) -> Stacked:
