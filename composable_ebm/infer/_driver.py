@@ -84,8 +84,19 @@ def _advance_impl(
     # arguments (under shard_map: replicated inputs, never values closed over)
     shared_dyn, shared_static = eqx.partition((energy, params, key, start), eqx.is_array)
 
+    bodies: dict = {}  # one body per set of inputs: lax.scan reuses its trace
+
     def steps(st, dyn):
-        energy_, params_, key_, start_ = eqx.combine(dyn, shared_static)
+        ids = tuple(id(x) for x in jax.tree_util.tree_leaves(dyn))
+        if ids not in bodies:
+            bodies[ids] = make_body(*eqx.combine(dyn, shared_static)[:3])
+        start_ = eqx.combine(dyn, shared_static)[3]
+        st, recs = jax.lax.scan(bodies[ids], st, start_ + jnp.arange(length))
+        # (chain, step); a single call keeps only the draws after warmup
+        keep = slice(0, None) if chunked else slice(num_warmup, None)
+        return st, jax.tree_util.tree_map(lambda r: jnp.swapaxes(r, 0, 1)[:, keep], recs)
+
+    def make_body(energy_, params_, key_):
         fn_ = energy_fn(energy_, kernel)
 
         def advance(st, i):
@@ -107,10 +118,7 @@ def _advance_impl(
                 return jax.lax.cond(i < total, advance, lambda st, i: (st, idle), st, i)
             return advance(st, i)
 
-        st, recs = jax.lax.scan(body, st, start_ + jnp.arange(length))
-        # (chain, step); a single call keeps only the draws after warmup
-        keep = slice(0, None) if chunked else slice(num_warmup, None)
-        return st, jax.tree_util.tree_map(lambda r: jnp.swapaxes(r, 0, 1)[:, keep], recs)
+        return body
 
     if mesh is not None:
         specs = (P(AXIS), P())
