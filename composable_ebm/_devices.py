@@ -28,9 +28,10 @@ AXIS = "devices"
 def mesh_for(devices: str | Sequence[Any] | None, count: int, what: str) -> Mesh | None:
     """The mesh that ``count`` things (chains, rows of a batch) are split over, or ``None``.
 
-    ``None``: every device (``jax.devices()``) when ``count`` divides evenly among them,
-    else one device (no mesh). ``"all"``: every device, and an error when ``count`` does
-    not divide evenly. A list: those devices. ``what`` names ``count`` in errors.
+    ``None``: every local device (``jax.local_devices()``) when ``count`` divides evenly
+    among them, else one device (no mesh). ``"all"``: every device of every host
+    (``jax.devices()``), and an error when ``count`` does not divide evenly. A list: those
+    devices. ``what`` names ``count`` in errors.
 
     Example:
         >>> m = mesh_for(None, 4, "num_chains")
@@ -38,7 +39,7 @@ def mesh_for(devices: str | Sequence[Any] | None, count: int, what: str) -> Mesh
         True
     """
     if devices is None:
-        found = jax.devices()
+        found = jax.local_devices()
         if len(found) < 2 or count % len(found):
             return None
         return Mesh(np.asarray(found), (AXIS,))
@@ -92,6 +93,6 @@ def one_device(tree: Any) -> Any:
     leaves, treedef = jax.tree_util.tree_flatten(arrays)
     if all(len(x.sharding.device_set) == 1 for x in leaves):
         return tree
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]
     moved = [jax.device_put(x, device) if len(x.sharding.device_set) > 1 else x for x in leaves]
     return eqx.combine(jax.tree_util.tree_unflatten(treedef, moved), rest)

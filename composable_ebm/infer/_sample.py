@@ -149,12 +149,12 @@ def sample(
             the chosen kernel, neighbours propose swaps after every step, and only the
             T = 1 replica's draws are returned (``stats["swap_accept_prob"]`` holds the
             swap acceptance per neighbouring pair).
-        devices: where the chains run. ``None``: every device (``jax.devices()``) when
-            ``num_chains`` divides evenly among them, else the default device; ``"all"``:
-            every device (an error when the chains do not divide evenly); or a list of
-            devices. The chain axis is sharded over a ``jax.sharding.Mesh`` and each
-            device advances its own chains in one compiled program; the draws stay
-            sharded arrays. On one CPU nothing changes.
+        devices: where the chains run. ``None``: every local device
+            (``jax.local_devices()``) when ``num_chains`` divides evenly among them, else
+            the default device; ``"all"``: every device of every host (an error when the
+            chains do not divide evenly); or a list of devices. The chain axis is sharded
+            over a ``jax.sharding.Mesh`` and each device advances its own chains in one
+            compiled program; the draws stay sharded arrays. On one CPU nothing changes.
         **kernel_options: the kernel's options. NUTS/HMC, static (new values compile
             anew): ``max_tree_depth``, ``dense_mass``, ``adapt_step_size``,
             ``adapt_mass_matrix``, ``find_heuristic_step_size``,

@@ -111,12 +111,13 @@ def fit(
         checkpoint_every: steps between checkpoints (default: every chunk).
         on_nonfinite: ``"warn"`` (stop, warn, return the last good parameters) or
             ``"raise"`` (raise :class:`FitError` carrying that result).
-        devices: data-parallel training. ``None``: every device (``jax.devices()``) when
-            ``batch_size`` divides evenly among them, else the default device; ``"all"``:
-            every device (an error when the batch does not divide evenly); or a list of
-            devices. Each minibatch is split over the devices, the parameters are
-            replicated and XLA reduces the gradients: the same steps as on one device, up
-            to the order of floating-point sums.
+        devices: data-parallel training. ``None``: every local device
+            (``jax.local_devices()``) when ``batch_size`` divides evenly among them, else
+            the default device; ``"all"``: every device of every host (an error when the
+            batch does not divide evenly); or a list of devices. Each minibatch is split
+            over the devices, the parameters are replicated and XLA reduces the
+            gradients: the same steps as on one device, up to the order of floating-point
+            sums.
 
     Returns:
         :class:`FitResult`.
