@@ -15,17 +15,9 @@ import jax.numpy as jnp
 from .. import _validate
 from .._param import Param, float_dtype
 from .._space import Var, by_name
+from ._relabel import replace_fields
 
-__all__ = ["Energy", "Values", "positional", "replace_fields"]
-
-#: Prefix of the placeholder names :meth:`Energy.relabel` gives variables when terms are
-#: compared and stacked: a valid identifier no one types (U+01C1, a click letter).
-_PLACEHOLDER = "\u01c1"
-
-
-def positional(kind: str, i: int) -> str:
-    """The ``i``-th placeholder variable name of a kind (``"v"``, ``"fixed"``, ``"inner"``)."""
-    return f"{_PLACEHOLDER}{kind}{i}"
+__all__ = ["Energy", "Values"]
 
 
 Values = Mapping[str, jax.Array]
@@ -332,14 +324,6 @@ class Energy(eqx.Module):
         from ._wrappers import Named
 
         return Named(self, label)
-
-
-def replace_fields(module: Energy, changes: Mapping[str, Any]) -> Energy:
-    """A copy of ``module`` with some fields replaced, without running its ``__init__``."""
-    new = object.__new__(type(module))
-    for f in dataclasses.fields(module):
-        object.__setattr__(new, f.name, changes.get(f.name, getattr(module, f.name)))
-    return new
 
 
 def _as_value(v: Any, var: Var, name: str) -> jax.Array:

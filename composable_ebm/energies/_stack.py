@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._space import Var
-from ._base import Energy, Values, positional
+from ._base import Energy, Values
+from ._relabel import positional
 from ._wrappers import Named
 
 __all__ = ["MIN_STACK", "Stacked", "evaluate_each", "evaluate_terms", "groups", "stack"]

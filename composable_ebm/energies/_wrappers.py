@@ -13,7 +13,8 @@ import numpy as np
 from .. import _validate
 from .._param import Param, leaf, value
 from .._space import Var
-from ._base import Energy, Values, positional, replace_fields
+from ._base import Energy, Values
+from ._relabel import positional, replace_fields
 
 __all__ = ["Conditioned", "Frozen", "Named", "Renamed", "freeze"]
 
